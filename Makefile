@@ -1,0 +1,44 @@
+# Two commands are the contract (README): `make report` runs the default workflow (the offline
+# demo world) to results/report/index.html; `make test` runs the test suite. Both bootstrap the
+# environment on a fresh machine first.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CORES ?= 2
+
+.PHONY: venv test test-fast report lint format clean
+
+# The environment is (re)built when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not slow"
+
+report: $(STAMP)
+	@if [ -f Snakefile ]; then \
+		$(BIN)/snakemake --cores $(CORES) report; \
+	else \
+		echo "not yet: the workflow (Snakefile) lands with the walking-skeleton issue"; \
+	fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf results logs benchmarks .snakemake

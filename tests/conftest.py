@@ -1,0 +1,71 @@
+"""Shared fixtures: a random tiny MLLM and matching inputs (CPU, milliseconds)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mllm.model import MLLMConfig, MLLMModel
+
+VOCAB = 96
+EOS = 3
+PAD = 0
+QUERY_NUM = 4
+PATCH = 8
+
+
+def tiny_config(**overrides) -> MLLMConfig:
+    settings = dict(
+        vocab_size=VOCAB,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        query_num=QUERY_NUM,
+        pad_token_id=PAD,
+        eos_token_id=[EOS],
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=64,
+            patch_size=PATCH,
+        ),
+    )
+    settings.update(overrides)
+    return MLLMConfig(**settings)
+
+
+def tiny_model(seed: int = 0, **overrides) -> MLLMModel:
+    torch.manual_seed(seed)
+    return MLLMModel(tiny_config(**overrides)).eval()
+
+
+def strip(height: int, width: int, seed: int) -> torch.Tensor:
+    """A random image piece of height×width patches as a patch strip [3, p, h*w*p]."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(3, PATCH, height * width * PATCH, generator=generator)
+
+
+def multimodal_batch(seed: int = 0) -> dict:
+    """Two samples: the first with two image pieces (4×4 and 2×3 patches), the second with one (3×2)."""
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(5, VOCAB, (2, 20), generator=generator)
+    return dict(
+        input_ids=input_ids,
+        pixel_values=[[strip(4, 4, seed), strip(2, 3, seed + 1)], [strip(3, 2, seed + 2)]],
+        tgt_sizes=[torch.tensor([[4, 4], [2, 3]]), torch.tensor([[3, 2]])],
+        image_bound=[torch.tensor([[2, 6], [9, 13]]), torch.tensor([[5, 9]])],
+    )
+
+
+@pytest.fixture
+def model() -> MLLMModel:
+    return tiny_model()
+
+
+@pytest.fixture
+def batch() -> dict:
+    return multimodal_batch()

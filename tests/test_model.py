@@ -1,0 +1,263 @@
+"""The MLLM: fusion, loss on pre-shifted labels, generation, save/load, vision tower, checkpoint names."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModel
+
+from mllm.model import MLLMConfig, MLLMModel
+from mllm.model.vision import bucketed_position_ids
+from tests.conftest import EOS, PAD, QUERY_NUM, multimodal_batch, strip, tiny_model
+
+MANIFEST = (
+    Path(__file__).resolve().parents[2]
+    / "shared"
+    / "reference"
+    / "exercise_checkpoint_manifest.json"
+)
+
+
+# -- fusion -------------------------------------------------------------------------------------
+
+
+def test_image_features_land_exactly_at_the_bounds(model, batch):
+    features = model.get_vision_features(batch["pixel_values"], batch["tgt_sizes"])
+    fused = model.get_vllm_embedding(**batch)
+    tokens = model.get_input_embeddings()(batch["input_ids"])
+    for sample, bounds in enumerate(batch["image_bound"]):
+        inside = torch.zeros(fused.shape[1], dtype=torch.bool)
+        for piece, (start, end) in enumerate(bounds.tolist()):
+            torch.testing.assert_close(fused[sample, start:end], features[sample][piece])
+            inside[start:end] = True
+        assert torch.equal(fused[sample, ~inside], tokens[sample, ~inside])
+
+
+def test_gradient_flows_into_vision_tower_and_resampler(model, batch):
+    model.train()
+    loss = model(**batch, labels=batch["input_ids"]).loss
+    loss.backward()
+    for name in (
+        "vpm.embeddings.patch_embedding.weight",
+        "vpm.encoder.layers.0.mlp.fc1.weight",
+        "resampler.query",
+    ):
+        grad = dict(model.named_parameters())[name].grad
+        assert grad is not None and grad.abs().sum() > 0, name
+
+
+def test_samples_without_images_and_text_only_batches(model, batch):
+    mixed = dict(
+        batch,
+        pixel_values=[batch["pixel_values"][0], []],
+        tgt_sizes=[batch["tgt_sizes"][0], torch.zeros(0, 2)],
+    )
+    mixed["image_bound"] = [batch["image_bound"][0], torch.zeros(0, 2, dtype=torch.long)]
+    fused = model.get_vllm_embedding(**mixed)
+    assert torch.equal(fused[1], model.get_input_embeddings()(batch["input_ids"])[1])
+    text_only = model(input_ids=batch["input_ids"])
+    assert text_only.logits.shape == (2, 20, model.config.vocab_size)
+
+
+def test_bounds_that_do_not_span_query_num_are_rejected(model, batch):
+    broken = dict(batch, image_bound=[torch.tensor([[2, 5], [9, 13]]), torch.tensor([[5, 9]])])
+    with pytest.raises(ValueError, match="query_num"):
+        model.get_vllm_embedding(**broken)
+    missing = dict(batch, image_bound=[torch.tensor([[2, 6]]), torch.tensor([[5, 9]])])
+    with pytest.raises(ValueError, match="sample 0: 1 image bounds but 2 image pieces"):
+        model.get_vllm_embedding(**missing)
+
+
+# -- loss ---------------------------------------------------------------------------------------
+
+
+def test_loss_uses_pre_shifted_labels_without_a_second_shift(model, batch):
+    labels = torch.full_like(batch["input_ids"], -100)
+    labels[:, 14:17] = batch["input_ids"][
+        :, 15:18
+    ]  # what preprocessing writes: labels[t] = ids[t+1]
+    output = model(**batch, labels=labels)
+    logits = output.logits
+    expected = torch.nn.functional.cross_entropy(
+        logits[:, 14:17].reshape(-1, logits.shape[-1]), labels[:, 14:17].reshape(-1)
+    )
+    torch.testing.assert_close(output.loss, expected)
+
+
+def test_loss_normalised_by_items_in_accumulated_batch(model, batch):
+    labels = batch["input_ids"].clone()
+    mean_loss = model(**batch, labels=labels).loss
+    summed = model(**batch, labels=labels, num_items_in_batch=torch.tensor(labels.numel() * 2)).loss
+    torch.testing.assert_close(summed * 2, mean_loss)
+
+
+def test_gradient_checkpointing_gives_the_same_loss_and_grads(batch):
+    reference, checkpointed = tiny_model(), tiny_model()
+    checkpointed.activation_checkpointing_enable(
+        activation_checkpointing_kwargs={"use_reentrant": False}
+    )
+    for model in (reference, checkpointed):
+        model.train()
+        model(**batch, labels=batch["input_ids"]).loss.backward()
+    for (name, a), (_, b) in zip(
+        reference.named_parameters(), checkpointed.named_parameters(), strict=True
+    ):
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-6, rtol=1e-5, msg=name)
+
+
+# -- generation ---------------------------------------------------------------------------------
+
+
+def prompt_batch(lengths=(11, 8), seed=0):
+    """Left-padded prompts, each with one 2×2-patch image right after its first token."""
+    generator = torch.Generator().manual_seed(seed)
+    width = max(lengths)
+    input_ids = torch.full((len(lengths), width), PAD)
+    attention_mask = torch.zeros(len(lengths), width, dtype=torch.long)
+    bounds = []
+    for row, length in enumerate(lengths):
+        input_ids[row, width - length :] = torch.randint(5, 96, (length,), generator=generator)
+        attention_mask[row, width - length :] = 1
+        start = width - length + 1
+        bounds.append(torch.tensor([[start, start + QUERY_NUM]]))
+    return dict(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        pixel_values=[[strip(2, 2, seed + row)] for row in range(len(lengths))],
+        tgt_sizes=[torch.tensor([[2, 2]]) for _ in lengths],
+        image_bound=bounds,
+    )
+
+
+def manual_greedy(model, prompt, steps):
+    """Argmax loop recomputing the whole sequence each step (no KV cache)."""
+    embeddings = model.get_vllm_embedding(
+        prompt["input_ids"], prompt["pixel_values"], prompt["tgt_sizes"], prompt["image_bound"]
+    )
+    tokens = []
+    for _ in range(steps):
+        logits = model.llm(inputs_embeds=embeddings, use_cache=False).logits
+        token = logits[:, -1].argmax(-1)
+        tokens.append(token)
+        if token.item() == EOS:
+            break
+        embeddings = torch.cat([embeddings, model.get_input_embeddings()(token)[:, None]], dim=1)
+    return torch.stack(tokens, dim=1)
+
+
+def test_greedy_generate_equals_manual_argmax_loop_without_cache(model):
+    prompt = prompt_batch(lengths=(11,))
+    generated = model.generate(**prompt, max_new_tokens=8, do_sample=False)
+    with torch.no_grad():
+        expected = manual_greedy(model, prompt, 8)
+    assert torch.equal(generated, expected)
+
+
+def test_padded_batch_generates_like_one_by_one(model):
+    batch = prompt_batch(lengths=(11, 7))
+    together = model.generate(**batch, max_new_tokens=6, do_sample=False)
+    for row, length in enumerate((11, 7)):
+        single = prompt_batch(lengths=(11, 7))
+        alone = {
+            "input_ids": single["input_ids"][row : row + 1, -length:],
+            "attention_mask": single["attention_mask"][row : row + 1, -length:],
+            "pixel_values": single["pixel_values"][row : row + 1],
+            "tgt_sizes": single["tgt_sizes"][row : row + 1],
+            "image_bound": [single["image_bound"][row] - (11 - length)],
+        }
+        one = model.generate(**alone, max_new_tokens=6, do_sample=False)
+        assert torch.equal(together[row, : one.shape[1]], one[0]), row
+
+
+def eos_loving_model():
+    """A model whose LM head prefers EOS by a wide margin: every decoder stops after one token."""
+    model = tiny_model()
+    with torch.no_grad():
+        model.llm.lm_head.weight.zero_()
+        model.llm.model.norm.weight.fill_(1.0)
+        model.llm.lm_head.weight[EOS] = 50.0 * torch.sign(torch.randn(model.config.hidden_size))
+    return model
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        dict(do_sample=False),
+        dict(num_beams=3, do_sample=False, repetition_penalty=1.2),
+        dict(do_sample=True, top_p=0.8, top_k=100, temperature=0.7, repetition_penalty=1.05),
+    ],
+    ids=["greedy", "beam3", "sampling"],
+)
+def test_every_strategy_runs_and_returns_only_new_tokens(model, strategy):
+    prompt = prompt_batch()
+    torch.manual_seed(0)
+    first = model.generate(**prompt, max_new_tokens=5, **strategy)
+    torch.manual_seed(0)
+    second = model.generate(**prompt, max_new_tokens=5, **strategy)
+    assert first.shape[0] == 2 and 1 <= first.shape[1] <= 5
+    assert torch.equal(first, second)  # seeded → reproducible, sampling included
+
+
+def test_generation_stops_at_the_end_token():
+    model = eos_loving_model()
+    for strategy in (dict(do_sample=False), dict(num_beams=3), dict(do_sample=True, top_k=100)):
+        torch.manual_seed(0)
+        output = model.generate(**prompt_batch(), max_new_tokens=10, **strategy)
+        assert output.shape[1] < 10, strategy  # every row finished long before the budget
+        for row in output.tolist():
+            assert EOS in row, strategy
+            assert set(row[row.index(EOS) + 1 :]) <= {PAD, EOS}, strategy  # nothing after the end
+
+
+# -- persistence --------------------------------------------------------------------------------
+
+
+def test_save_and_load_round_trip_gives_identical_logits(model, batch, tmp_path):
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
+    reloaded = AutoModel.from_pretrained(tmp_path).eval()
+    assert isinstance(reloaded, MLLMModel)
+    assert AutoConfig.from_pretrained(tmp_path).model_type == "mllm"
+    with torch.no_grad():
+        assert torch.equal(model(**batch).logits, reloaded(**batch).logits)
+
+
+def test_exercise_checkpoint_names_and_shapes():
+    manifest = json.loads(MANIFEST.read_text())
+    settings = manifest["config"]
+    config = MLLMConfig(
+        **settings["llm"], vision_config=settings["vision_config"], query_num=settings["query_num"]
+    )
+    with torch.device("meta"):
+        model = MLLMModel(config)
+    state = {name: list(tensor.shape) for name, tensor in model.state_dict().items()}
+    assert len(state) == 789
+    assert state == manifest["tensors"]
+    assert (
+        sum(t.numel() for t in model.state_dict().values())
+        == manifest["total_params"]
+        == 8_099_175_152
+    )
+
+
+# -- vision tower -------------------------------------------------------------------------------
+
+
+def test_bucketed_positions_span_the_grid_for_any_aspect_ratio():
+    ids = bucketed_position_ids(
+        torch.tensor([[2, 2], [1, 4]]), num_patches_per_side=4, max_patches=4
+    )
+    assert ids.tolist() == [[0, 2, 8, 10], [0, 1, 2, 3]]
+
+
+def test_a_piece_encodes_the_same_alone_and_padded_next_to_a_longer_one(model):
+    small = multimodal_batch()
+    alone = model.get_vision_features([[small["pixel_values"][1][0]]], [torch.tensor([[3, 2]])])[0]
+    together = model.get_vision_features(
+        [[small["pixel_values"][0][0], small["pixel_values"][1][0]]],
+        [torch.tensor([[4, 4], [3, 2]])],
+    )[0][1:]
+    torch.testing.assert_close(alone, together, atol=1e-5, rtol=1e-4)
