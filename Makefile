@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[dev]"
+	# CHAIR's lemmatizer: Debian's WordNet, copied where nltk finds it (no download needed).
+	if [ -d /usr/share/wordnet ]; then $(BIN)/python -m mllm.eval.nltk_data install-offline; fi
 	touch $(STAMP)
 
 venv: $(STAMP)

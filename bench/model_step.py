@@ -24,7 +24,9 @@ VARIANTS = {
 IMAGE_SIZE, PATCH, VOCAB, TEXT_TOKENS = 64, 8, 1500, 48
 
 
-def build(hidden: int, layers: int, vision_hidden: int, vision_layers: int, query_num: int) -> MLLMModel:
+def build(
+    hidden: int, layers: int, vision_hidden: int, vision_layers: int, query_num: int
+) -> MLLMModel:
     config = MLLMConfig(
         vocab_size=VOCAB,
         hidden_size=hidden,
@@ -86,7 +88,9 @@ def main() -> None:
         seconds = time_steps(model, batch, args.steps)
         tokens = batch["input_ids"].numel()
         params = sum(p.numel() for p in model.parameters())
-        print(f"{name:<10} {params:>10,} {batch['input_ids'].shape[1]:>5} {seconds:>8.3f} {tokens / seconds:>9.0f}")
+        print(
+            f"{name:<10} {params:>10,} {batch['input_ids'].shape[1]:>5} {seconds:>8.3f} {tokens / seconds:>9.0f}"
+        )
 
 
 if __name__ == "__main__":

@@ -261,3 +261,17 @@ def test_a_piece_encodes_the_same_alone_and_padded_next_to_a_longer_one(model):
         [torch.tensor([[4, 4], [3, 2]])],
     )[0][1:]
     torch.testing.assert_close(alone, together, atol=1e-5, rtol=1e-4)
+
+
+def test_training_loss_with_sparse_lm_head_equals_full_logits_loss(batch):
+    model = tiny_model()
+    labels = torch.full_like(batch["input_ids"], -100)
+    labels[0, 14:18] = batch["input_ids"][0, 15:19]
+    labels[1, 10:12] = batch["input_ids"][1, 11:13]
+    full = model(**batch, labels=labels)  # eval mode: full logits
+    model.train()
+    sparse = model(**batch, labels=labels)
+    assert sparse.logits is None
+    torch.testing.assert_close(sparse.loss, full.loss)
+    sparse.loss.backward()
+    assert model.llm.lm_head.weight.grad.abs().sum() > 0

@@ -1,0 +1,57 @@
+"""Atomic writes: a reader (or Snakemake) sees either the old output or the complete new one,
+never a half-written file or model directory, even when the job is killed mid-write."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path``; it replaces ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, scratch = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(descriptor)
+    try:
+        yield Path(scratch)
+        os.replace(scratch, path)
+    finally:
+        if os.path.exists(scratch):
+            os.unlink(scratch)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_file(path) as scratch:
+        scratch.write_text(text, encoding="utf-8")
+
+
+def write_json(path: str | os.PathLike, payload: Any, *, indent: int | None = 2) -> None:
+    write_text(path, json.dumps(payload, indent=indent, ensure_ascii=False, allow_nan=False) + "\n")
+
+
+def write_jsonl(path: str | os.PathLike, rows: list[dict]) -> None:
+    write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+@contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty scratch directory beside ``path``; it becomes ``path`` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield scratch
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(scratch, path)
+    finally:
+        if scratch.exists():
+            shutil.rmtree(scratch)

@@ -1,0 +1,88 @@
+"""A small byte-level BPE tokenizer for the demo world, shaped like the exercise's Qwen2 one."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+from mllm.data.special_tokens import END_OF_TEXT, IM_END, SPECIAL_TOKENS
+from mllm.data.template import CHAT_TEMPLATE, DEFAULT_SYSTEM_PROMPT
+
+# Every whole number 0..999 is one token: grounding answers are boxes on a 0-1000 grid, and a
+# coordinate that costs one token is far easier for a tiny model to learn than three digits.
+# Longer digit runs split into groups of three ("2014" -> "201", "4").
+NUMBER_PATTERN = r"[1-9]\d{0,2}|0"
+NUMBER_TOKENS = tuple(str(n) for n in range(1000))
+
+# The chat scaffolding and yes/no answers are in every SFT sample but not in captions: training
+# on them once per corpus line makes each of these words a single token.
+_CHAT_WORDS = f"system\n{DEFAULT_SYSTEM_PROMPT}\nuser\nassistant\nYes\nNo\nyes\nno"
+
+
+def build_tokenizer(corpus: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE tokenizer of at most ``vocab_size`` tokens on ``corpus``.
+
+    Byte-level pre-tokenisation and decoding make ``decode(encode(x)) == x`` for any text.
+    ``SPECIAL_TOKENS`` take ids 0..13 in order and are never split; pad is ``<|endoftext|>``
+    (id 0), eos is ``<|im_end|>``, there is no bos, and the Qwen2 ChatML template is attached.
+    """
+    lines = list(corpus)
+    n_learned = vocab_size - (len(NUMBER_TOKENS) - 10)  # the ten digits are bytes already
+    byte_alphabet = pre_tokenizers.ByteLevel.alphabet()
+    if n_learned <= len(SPECIAL_TOKENS) + len(byte_alphabet):
+        raise ValueError(f"vocab_size={vocab_size} leaves no room for learned merges")
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(NUMBER_PATTERN), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ]
+    )
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=n_learned,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=byte_alphabet,
+        show_progress=False,
+    )
+    # Numbers become single digits here, so no learned merge touches digits; their merges are
+    # added afterwards by _with_number_tokens.
+    training_text = [re.sub(r"\d", "0", line) for line in lines] + [_CHAT_WORDS] * len(lines)
+    tokenizer.train_from_iterator(training_text, trainer)
+    tokenizer = _with_number_tokens(tokenizer)
+
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        eos_token=IM_END,
+        pad_token=END_OF_TEXT,
+        clean_up_tokenization_spaces=False,
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def _with_number_tokens(tokenizer: Tokenizer) -> Tokenizer:
+    """Add the tokens 10..999 and merges that build each one from its digits.
+
+    A number pre-token holds only digits, so only these merges apply to it. Every split of a
+    number into two existing tokens is a merge, so whichever pair BPE merges first, the result
+    is one token ("123": "1"+"2" or "2"+"3", then "12"+"3" or "1"+"23").
+    """
+    spec = json.loads(tokenizer.to_str())
+    vocab: dict[str, int] = spec["model"]["vocab"]
+    number_merges = []
+    for number in NUMBER_TOKENS:
+        if number not in vocab:
+            vocab[number] = len(vocab)
+        number_merges += [
+            [number[:cut], number[cut:]]
+            for cut in range(1, len(number))
+            if number[:cut] in vocab and number[cut:] in vocab
+        ]
+    spec["model"]["merges"] = number_merges + spec["model"]["merges"]
+    return Tokenizer.from_str(json.dumps(spec))

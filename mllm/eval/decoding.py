@@ -1,0 +1,139 @@
+"""Batched decoding of a benchmark with one model and one decoding strategy.
+
+Prompts are left-padded so a batch decodes exactly like one-by-one calls (tested in the model
+tests); the output keeps the exercise's answer-file fields so its chair.py could read it too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from mllm.atomic import write_jsonl
+from mllm.data.errors import DataError
+from mllm.data.images import load_image
+from mllm.data.preprocess import build_generation_inputs
+from mllm.data.special_tokens import END_OF_TEXT, IM_END
+from mllm.model.io import LoadedModel
+
+BENCHMARK_FIELDS = ("image", "question", "image_id")
+
+
+def read_benchmark(path: str | os.PathLike) -> list[dict]:
+    """objhal_bench-style JSONL; a malformed line or a missing field names the file and line."""
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataError(f"{path}:{number}", f"not valid JSON: {error.msg}") from error
+            missing = [field for field in BENCHMARK_FIELDS if field not in row]
+            if missing:
+                raise DataError(f"{path}:{number}", f"missing field(s) {missing}")
+            rows.append(row)
+    if not rows:
+        raise DataError(str(path), "the benchmark holds no questions")
+    return rows
+
+
+def terminator_ids(tokenizer) -> set[int]:
+    ids = {tokenizer.convert_tokens_to_ids(token) for token in (IM_END, END_OF_TEXT)}
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return {i for i in ids if i is not None and i != tokenizer.unk_token_id}
+
+
+def decode_new_tokens(tokens: torch.Tensor, tokenizer, terminators: set[int]) -> str:
+    """New tokens [T] -> text: cut at the first terminator (what follows is padding), drop a
+    leading BOS if the tokenizer has one, strip whitespace."""
+    ids = tokens.tolist()
+    cut = next((i for i, token in enumerate(ids) if token in terminators), len(ids))
+    ids = ids[:cut]
+    if ids and tokenizer.bos_token_id is not None and ids[0] == tokenizer.bos_token_id:
+        ids = ids[1:]
+    return tokenizer.decode(ids, skip_special_tokens=False).strip()
+
+
+def generate_answers(
+    loaded: LoadedModel,
+    questions: Sequence[str],
+    images: Sequence[Image.Image],
+    generation: dict,
+    *,
+    batch_size: int,
+    desc: str = "decode",
+) -> list[str]:
+    """Answer each (question, image) pair with ``generation`` kwargs for HF ``generate``."""
+    terminators = terminator_ids(loaded.tokenizer)
+    config = loaded.model.config
+    answers: list[str] = []
+    for start in tqdm(range(0, len(questions), batch_size), desc=desc, unit="batch"):
+        inputs = build_generation_inputs(
+            questions[start : start + batch_size],
+            images[start : start + batch_size],
+            loaded.tokenizer,
+            loaded.image_processor,
+            query_num=config.query_num,
+        )
+        generated = loaded.model.generate(
+            **inputs,
+            eos_token_id=sorted(terminators),
+            pad_token_id=loaded.tokenizer.pad_token_id,
+            **generation,
+        )
+        answers.extend(decode_new_tokens(row, loaded.tokenizer, terminators) for row in generated)
+    return answers
+
+
+def decode_benchmark(
+    loaded: LoadedModel,
+    benchmark_path: str | os.PathLike,
+    output_path: str | os.PathLike,
+    *,
+    generation: dict,
+    batch_size: int,
+    seed: int,
+    model_name: str,
+    strategy: str,
+    image_folder: str | os.PathLike | None = None,
+) -> list[dict]:
+    """Decode every benchmark question and write ``{question_id, image_id, question, answer,
+    model, strategy}`` JSONL atomically. Image paths resolve against ``image_folder`` (default:
+    the benchmark's own directory); long strings are base64, as in the exercise."""
+    rows = read_benchmark(benchmark_path)
+    folder = Path(image_folder) if image_folder is not None else Path(benchmark_path).parent
+    images = [
+        load_image(row["image"], folder, source=f"{benchmark_path}:{i + 1}")
+        for i, row in enumerate(rows)
+    ]
+    torch.manual_seed(seed)
+    answers = generate_answers(
+        loaded,
+        [row["question"] for row in rows],
+        images,
+        generation,
+        batch_size=batch_size,
+        desc=f"{model_name}/{strategy}",
+    )
+    results = [
+        {
+            "question_id": index,
+            "image_id": row["image_id"],
+            "question": row["question"],
+            "answer": answer,
+            "model": model_name,
+            "strategy": strategy,
+        }
+        for index, (row, answer) in enumerate(zip(rows, answers, strict=True))
+    ]
+    write_jsonl(output_path, results)
+    return results

@@ -1,0 +1,64 @@
+"""Model directories: one HF-format folder holds the weights (safetensors), the config (which also
+carries the image-preprocessing settings) and the tokenizer, so every stage loads the same way."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from mllm.atomic import atomic_directory
+from mllm.data.images import ImageProcessor
+
+from .config import MLLMConfig
+from .mllm import MLLMModel
+
+
+@dataclass
+class LoadedModel:
+    model: MLLMModel
+    tokenizer: PreTrainedTokenizerBase
+    image_processor: ImageProcessor
+
+
+def image_processor_for(config: MLLMConfig) -> ImageProcessor:
+    """The preprocessing the model was trained with, read from its config."""
+    return ImageProcessor(
+        patch_size=config.patch_size,
+        scale_resolution=config.image_size,
+        max_slice_nums=config.max_slice_nums,
+        slice_mode=config.slice_mode,
+    )
+
+
+def load_model(
+    model_dir: str | os.PathLike,
+    *,
+    dtype: torch.dtype = torch.float32,
+    attn_implementation: str | None = None,
+    trust_remote_code: bool = False,
+) -> LoadedModel:
+    """Load weights, tokenizer and image processor from one model directory (eval mode)."""
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").exists():
+        raise FileNotFoundError(f"{model_dir} is not a model directory (no config.json)")
+    model = MLLMModel.from_pretrained(
+        model_dir,
+        dtype=dtype,
+        attn_implementation=attn_implementation,
+        trust_remote_code=trust_remote_code,
+    ).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    return LoadedModel(model, tokenizer, image_processor_for(model.config))
+
+
+def save_model(
+    model: MLLMModel, tokenizer: PreTrainedTokenizerBase, model_dir: str | os.PathLike
+) -> None:
+    """Write weights + config + tokenizer; the directory appears only once complete."""
+    with atomic_directory(model_dir) as scratch:
+        model.save_pretrained(scratch, safe_serialization=True)
+        tokenizer.save_pretrained(scratch)

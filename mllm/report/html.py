@@ -1,0 +1,121 @@
+"""The workflow's report: one self-contained HTML page (inline CSS, no network) built only from the
+metric artifacts, so it can be regenerated, diffed and shared."""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from mllm.atomic import write_text
+
+CHAIR_COLUMNS = ("CHAIRs", "CHAIRi", "Recall", "Len")
+
+# The exercise's base-model numbers (EXERCISE_SPEC 4.1 and 6) for context beside the demo's.
+CHAIR_REFERENCES = {
+    "exercise target (base)": (32.7, 8.5, 61.7, 126.0),
+    "[L] base, sampling": (29.7, 9.2, 62.3, 126.4),
+    "[L] base, greedy": (26.3, 7.3, 60.5, 131.3),
+    "[L] base, beam 3": (24.3, 6.9, 63.3, 135.6),
+}
+
+STYLE = """
+body { font: 15px/1.5 system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }
+h1 { font-size: 1.6rem; } h2 { font-size: 1.25rem; margin-top: 2rem; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: 0.5rem 0 1rem; }
+th, td { padding: 0.25rem 0.7rem; border-bottom: 1px solid #eee; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+tr.reference td { color: #777; font-style: italic; }
+.caption { margin: 0.4rem 0 1rem; }
+.hallucinated { background: #ffd6d6; color: #a00; font-weight: 600; border-radius: 3px; padding: 0 2px; }
+.meta { color: #666; font-size: 0.9rem; }
+code { background: #f4f4f4; padding: 0 3px; }
+"""
+
+
+@dataclass
+class ReportInputs:
+    chair: Mapping[tuple[str, str], Mapping]  # (stage, strategy) -> CHAIR metrics JSON
+    provenance: Mapping[str, str] = field(default_factory=dict)
+    samples_per_strategy: int = 4
+
+
+def _cell(value) -> str:
+    return f"{value:.1f}" if isinstance(value, float) else html.escape(str(value))
+
+
+def table(
+    headers: Sequence[str], rows: Sequence[Sequence], row_classes: Sequence[str] | None = None
+) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = []
+    for index, row in enumerate(rows):
+        css = f' class="{row_classes[index]}"' if row_classes and row_classes[index] else ""
+        body.append(f"<tr{css}>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def chair_table(chair: Mapping[tuple[str, str], Mapping]) -> str:
+    rows = [
+        [f"{stage} · {strategy}", *(m[c] for c in CHAIR_COLUMNS)]
+        for (stage, strategy), m in chair.items()
+    ]
+    classes = [""] * len(rows)
+    for name, values in CHAIR_REFERENCES.items():
+        rows.append([name, *values])
+        classes.append("reference")
+    return table(["model · decoding", *CHAIR_COLUMNS], rows, classes)
+
+
+def highlighted_caption(entry: Mapping) -> str:
+    """The analysed caption with hallucinated object words marked."""
+    marked = set(entry["hallucinated_indices"])
+    words = [
+        f'<span class="hallucinated">{html.escape(token)}</span>'
+        if index in marked
+        else html.escape(token)
+        for index, token in enumerate(entry["tokens"])
+    ]
+    return " ".join(words)
+
+
+def samples_section(chair: Mapping[tuple[str, str], Mapping], per_strategy: int) -> str:
+    parts = []
+    for (stage, strategy), metrics in chair.items():
+        hallucinating = [e for e in metrics["per_caption"] if e["hallucinated_indices"]]
+        chosen = (hallucinating or metrics["per_caption"])[:per_strategy]
+        parts.append(f"<h3>{html.escape(stage)} · {html.escape(strategy)}</h3>")
+        for entry in chosen:
+            gt = ", ".join(entry["gt_objects"]) or "none"
+            parts.append(
+                f'<div class="caption">{highlighted_caption(entry)}'
+                f'<div class="meta">image {entry["image_id"]} · ground-truth objects: {html.escape(gt)}</div></div>'
+            )
+    return "\n".join(parts)
+
+
+def render(inputs: ReportInputs) -> str:
+    analyzers = sorted({m["analyzer"]["name"] for m in inputs.chair.values()})
+    provenance = table(["item", "value"], [[k, v] for k, v in inputs.provenance.items()])
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>mllm-workflow report</title>
+<style>{STYLE}</style></head>
+<body>
+<h1>mllm-workflow report</h1>
+<h2>Hallucination (CHAIR)</h2>
+<p>Percentages except Len (mean caption length in tokens). Lower CHAIRs/CHAIRi is better.
+Grey rows: the exercise's numbers for the real 8B model, for context.
+Text analyzer: <code>{html.escape(", ".join(analyzers))}</code>.</p>
+{chair_table(inputs.chair)}
+<h2>Sample captions</h2>
+<p>Hallucinated object words are <span class="hallucinated">marked</span>.</p>
+{samples_section(inputs.chair, inputs.samples_per_strategy)}
+<h2>Provenance</h2>
+{provenance}
+</body></html>
+"""
+
+
+def write_report(inputs: ReportInputs, path: str | os.PathLike) -> None:
+    write_text(path, render(inputs))

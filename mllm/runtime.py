@@ -1,0 +1,29 @@
+"""Set-up shared by every workflow job: logs to the rule's log file, CPU threads, quiet libraries."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+def start_job(log_path: str | os.PathLike, threads: int = 1) -> None:
+    """Send stdout/stderr (tqdm bars included) and logging to ``log_path``; use ``threads`` CPU threads.
+
+    Snakemake keeps the log of a failed job and names it in its error message, so everything a
+    user needs to debug a failure must land there.
+    """
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    stream = open(log_path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives as long as the job
+    sys.stdout = sys.stderr = stream
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=stream,
+        force=True,
+    )
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+
+    torch.set_num_threads(max(1, threads))

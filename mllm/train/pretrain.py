@@ -1,0 +1,125 @@
+"""Demo world only: build the tokenizer and pre-train the tiny base MLLM.
+
+For real models these steps are a download; here they make a model of the same architecture
+that has *learnt* the world's captions, including its planted co-occurrence prior — which is what
+makes it hallucinate like a real MLLM does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from transformers import AutoTokenizer
+
+from mllm.atomic import atomic_directory
+from mllm.data.errors import DataError
+from mllm.data.special_tokens import END_OF_TEXT, IM_END
+from mllm.data.tokenizer import build_tokenizer
+from mllm.model.config import MLLMConfig
+from mllm.model.io import image_processor_for
+from mllm.model.mllm import MLLMModel
+
+from .datasets import SupervisedDataset, read_json_records
+from .settings import TrainSettings
+from .trainer import train
+
+
+def iter_texts(path: str | os.PathLike) -> Iterator[str]:
+    """Every piece of text in a data file of one of the exercise's formats (SFT / preference JSON,
+    objhal or Shikra REC JSONL)."""
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        rows = [
+            json.loads(line)
+            for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip()
+        ]
+    else:
+        rows = read_json_records(path)
+    for row in rows:
+        for turn in row.get("conversations", []):
+            yield turn["content"]
+        for key in ("question", "chosen", "rejected", "expression", "sent"):
+            if isinstance(row.get(key), str):
+                yield row[key]
+
+
+def write_tokenizer(
+    corpus_files: Sequence[str | os.PathLike], vocab_size: int, output_dir: str | os.PathLike
+) -> int:
+    """Train the demo tokenizer on every text of the world; returns its vocabulary size."""
+    corpus = [text for path in corpus_files for text in iter_texts(path)]
+    if not corpus:
+        raise DataError(", ".join(map(str, corpus_files)), "no text to train a tokenizer on")
+    tokenizer = build_tokenizer(corpus, vocab_size)
+    with atomic_directory(output_dir) as scratch:
+        tokenizer.save_pretrained(scratch)
+    return len(tokenizer)
+
+
+def base_model_config(tokenizer, architecture: Mapping, image_processing: Mapping) -> MLLMConfig:
+    """The MLLM config for the demo: architecture from the workflow config, vocabulary and stop
+    tokens from the tokenizer, image preprocessing stored with the weights."""
+    architecture = dict(architecture)
+    vision = architecture.pop("vision")
+    return MLLMConfig(
+        **architecture,
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=[
+            tokenizer.convert_tokens_to_ids(IM_END),
+            tokenizer.convert_tokens_to_ids(END_OF_TEXT),
+        ],
+        vision_config=vision,
+        image_size=image_processing["scale_resolution"],
+        patch_size=image_processing["patch_size"],
+        slice_mode=image_processing["slice_mode"],
+        max_slice_nums=image_processing["max_slice_nums"],
+    )
+
+
+def build_base_model(
+    *,
+    tokenizer_dir: str | os.PathLike,
+    vision_weights: str | os.PathLike,
+    architecture: Mapping,
+    image_processing: Mapping,
+    train_file: str | os.PathLike,
+    image_folder: str | os.PathLike,
+    settings: TrainSettings,
+    model_dir: str | os.PathLike,
+    checkpoint_dir: str | os.PathLike,
+    state_path: str | os.PathLike,
+    metrics_path: str | os.PathLike,
+) -> dict:
+    """Fresh MLLM + warmed-up vision tower (frozen) → caption pre-training → HF model dir."""
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = base_model_config(tokenizer, architecture, image_processing)
+    torch.manual_seed(settings.seed)
+    model = MLLMModel(config)
+    model.vpm.load_state_dict(load_file(str(vision_weights)))
+    dataset = SupervisedDataset(
+        read_json_records(train_file),
+        tokenizer,
+        image_processor_for(config),
+        query_num=config.query_num,
+        max_length=settings.max_length,
+        image_folder=str(image_folder),
+        source=str(train_file),
+    )
+    return train(
+        model,
+        tokenizer,
+        dataset,
+        None,
+        settings,
+        model_dir=model_dir,
+        checkpoint_dir=checkpoint_dir,
+        state_path=state_path,
+        metrics_path=metrics_path,
+    )

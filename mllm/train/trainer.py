@@ -1,0 +1,142 @@
+"""Glue around ``transformers.Trainer`` shared by every training stage.
+
+The model computes its own loss on pre-shifted labels, so the stock Trainer loop needs no
+override for SFT: only arguments, freezing, resume and the final save live here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+from torch.utils.data import Dataset
+from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from mllm.atomic import write_json
+from mllm.data.collators import sft_collate
+from mllm.model.io import save_model
+from mllm.model.lora import apply_lora
+from mllm.model.mllm import MLLMModel
+
+from .settings import TrainSettings
+
+log = logging.getLogger(__name__)
+
+
+def set_trainable_parts(model: MLLMModel, settings: TrainSettings) -> dict[str, int]:
+    """Freeze/unfreeze vision tower, resampler and LLM as configured; returns trainable counts."""
+    parts = {
+        "vpm": settings.tune_vision,
+        "resampler": settings.tune_resampler,
+        "llm": settings.tune_llm,
+    }
+    for name, trainable in parts.items():
+        getattr(model, name).requires_grad_(trainable)
+    return {
+        name: sum(p.numel() for p in getattr(model, name).parameters() if p.requires_grad)
+        for name in parts
+    }
+
+
+def training_arguments(
+    settings: TrainSettings, checkpoint_dir: str | os.PathLike, *, evaluate: bool
+) -> TrainingArguments:
+    periodic_eval = evaluate and settings.eval_steps > 0
+    return TrainingArguments(
+        output_dir=str(checkpoint_dir),
+        max_steps=settings.max_steps,
+        per_device_train_batch_size=settings.per_device_batch_size,
+        per_device_eval_batch_size=settings.eval_batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        learning_rate=settings.learning_rate,
+        lr_scheduler_type=settings.lr_scheduler_type,
+        warmup_steps=settings.warmup_ratio,
+        weight_decay=settings.weight_decay,
+        adam_beta2=settings.adam_beta2,
+        max_grad_norm=settings.max_grad_norm,
+        logging_steps=settings.logging_steps,
+        logging_first_step=True,
+        eval_strategy="steps" if periodic_eval else "no",
+        eval_steps=settings.eval_steps if periodic_eval else None,
+        save_strategy="steps" if settings.save_steps > 0 else "no",
+        save_steps=settings.save_steps if settings.save_steps > 0 else 500,
+        save_total_limit=2,
+        seed=settings.seed,
+        data_seed=settings.seed,
+        bf16=settings.bf16,
+        gradient_checkpointing=settings.gradient_checkpointing,
+        deepspeed=settings.deepspeed,
+        report_to="none",
+        remove_unused_columns=False,
+        label_names=["labels"],
+        dataloader_num_workers=0,
+        prediction_loss_only=True,
+        disable_tqdm=False,
+    )
+
+
+def train(
+    model: MLLMModel,
+    tokenizer: PreTrainedTokenizerBase,
+    train_dataset: Dataset,
+    eval_dataset: Dataset | None,
+    settings: TrainSettings,
+    *,
+    model_dir: str | os.PathLike,
+    checkpoint_dir: str | os.PathLike,
+    state_path: str | os.PathLike,
+    metrics_path: str | os.PathLike,
+    collate: Callable | None = None,
+    trainer_class: type[Trainer] = Trainer,
+    trainer_kwargs: dict | None = None,
+) -> dict:
+    """Train, resuming from the newest checkpoint in ``checkpoint_dir`` if one exists, then write the
+    final (LoRA-merged) model to ``model_dir`` and the Trainer state and metrics beside it.
+
+    ``checkpoint_dir`` lies outside the rule's declared outputs: Snakemake deletes outputs before a
+    job starts, and a killed job must find its checkpoints on rerun.
+    """
+    set_seed(settings.seed)
+    trainable = set_trainable_parts(model, settings)
+    if settings.lora is not None:
+        model = apply_lora(model, settings.lora)
+    if settings.gradient_checkpointing:
+        model.enable_input_require_grads()
+    collate = collate or partial(
+        sft_collate, max_length=settings.max_length, pad_token_id=tokenizer.pad_token_id or 0
+    )
+    trainer = trainer_class(
+        model=model,
+        args=training_arguments(settings, checkpoint_dir, evaluate=eval_dataset is not None),
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=collate,
+        **(trainer_kwargs or {}),
+    )
+    last_checkpoint = (
+        get_last_checkpoint(str(checkpoint_dir)) if Path(checkpoint_dir).is_dir() else None
+    )
+    if last_checkpoint:
+        log.info("resuming from %s", last_checkpoint)
+    result = trainer.train(resume_from_checkpoint=last_checkpoint)
+    metrics = {
+        "train_loss": result.training_loss,
+        "global_step": trainer.state.global_step,
+        "resumed_from": Path(last_checkpoint).name if last_checkpoint else None,
+        "trainable_parameters": trainable
+        if settings.lora is None
+        else {
+            "lora_and_saved_modules": sum(p.numel() for p in model.parameters() if p.requires_grad)
+        },
+    }
+    if eval_dataset is not None:
+        metrics["eval_loss"] = trainer.evaluate()["eval_loss"]
+    final = model.merge_and_unload() if settings.lora is not None else model
+    save_model(final, tokenizer, model_dir)
+    trainer.state.save_to_json(str(state_path))
+    write_json(metrics_path, metrics)
+    return metrics

@@ -1,0 +1,132 @@
+"""The workflow itself: config validation, lint, formatting, dry-runs and a tiny end-to-end run
+that then proves reruns are minimal."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_CONFIG = REPO / "tests" / "workflow" / "config.yaml"
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def snakemake(*args: str, workdir: Path = REPO, configfile: Path | None = None, check: bool = True):
+    command = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args]
+    if configfile is not None:
+        command += ["--configfile", str(configfile)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=workdir, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def planned_jobs(output: str) -> dict[str, int]:
+    """Parse the job table of a dry-run: rule -> count."""
+    table = output.split("Job stats:")[-1] if "Job stats:" in output else ""
+    return {
+        m.group(1): int(m.group(2))
+        for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)
+        if m.group(1) != "total"
+    }
+
+
+def test_dry_run_of_the_default_config_plans_the_whole_dag(tmp_path):
+    result = snakemake("-n", "report", workdir=tmp_path, configfile=REPO / "config" / "config.yaml")
+    jobs = planned_jobs(result.stdout)
+    assert jobs == {
+        "generate_demo_world": 1,
+        "build_tokenizer": 1,
+        "warm_up_vision": 1,
+        "build_base_model": 1,
+        "build_chair_cache": 1,
+        "decode": 3,
+        "chair": 3,
+        "report": 1,
+    }
+
+
+def test_unknown_config_key_fails_before_any_job_naming_the_key(tmp_path):
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["decoding"]["strategies"]["greedy"]["beam_width"] = 3
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "report", workdir=tmp_path, configfile=broken, check=False)
+    assert result.returncode != 0
+    assert "beam_width" in result.stdout + result.stderr
+
+
+def test_lint_is_clean():
+    result = snakemake("--lint", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_snakefmt_is_clean():
+    result = subprocess.run(
+        [sys.executable, "-m", "snakefmt", "--check", "Snakefile", "rules"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """The whole default DAG on the tiny config, once for the tests below."""
+    workdir = tmp_path_factory.mktemp("tiny-run")
+    config = workdir / "config.yaml"
+    shutil.copy(TINY_CONFIG, config)
+    snakemake("--cores", "2", "report", workdir=workdir, configfile=config)
+    return workdir, config
+
+
+@pytest.mark.slow
+def test_tiny_end_to_end_run_writes_the_report(tiny_run):
+    workdir, _ = tiny_run
+    report = (workdir / "results" / "report" / "index.html").read_text()
+    assert "CHAIRs" in report and "base · beam" in report
+    for strategy in ("sampling", "greedy", "beam"):
+        answers = (
+            (workdir / "results" / "decode" / "base" / f"{strategy}.jsonl").read_text().splitlines()
+        )
+        assert len(answers) == 16
+        assert set(json.loads(answers[0])) == {
+            "question_id",
+            "image_id",
+            "question",
+            "answer",
+            "model",
+            "strategy",
+        }
+        metrics = json.loads(
+            (workdir / "results" / "chair" / "base" / f"{strategy}.json").read_text()
+        )
+        assert metrics["n_captions"] == 16 and 0 <= metrics["CHAIRi"] <= 100
+
+
+@pytest.mark.slow
+def test_after_a_complete_run_nothing_is_rescheduled(tiny_run):
+    workdir, config = tiny_run
+    result = snakemake("-n", "report", workdir=workdir, configfile=config)
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_changing_the_beam_width_reruns_only_beam_decoding_and_what_follows(tiny_run):
+    workdir, config = tiny_run
+    changed = yaml.safe_load(config.read_text())
+    changed["decoding"]["strategies"]["beam"]["num_beams"] = 2
+    changed_path = workdir / "beam2.yaml"
+    changed_path.write_text(yaml.safe_dump(changed))
+    result = snakemake("-n", "report", workdir=workdir, configfile=changed_path)
+    assert planned_jobs(result.stdout) == {"decode": 1, "chair": 1, "report": 1}
+    assert "results/decode/base/beam.jsonl" in result.stdout
+    assert "results/decode/base/greedy.jsonl" not in result.stdout
