@@ -11,6 +11,7 @@ report: "report/workflow.rst"
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/download.smk"
 include: "rules/model.smk"
 include: "rules/decode.smk"
 include: "rules/evaluate.smk"

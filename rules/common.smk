@@ -49,8 +49,10 @@ def settings(*keys, default=None):
 
 
 def data_input(name):
-    """The input a job needs to read dataset `name` (the file, or in the demo the world holding it)."""
-    return DEMO_WORLD if IS_DEMO else REAL_FILES[name]
+    """The input a job needs to read dataset `name` (the file, or in the demo the world holding it).
+    Downloads are ancient(): fetching a file again must not rerun the evaluations built on it.
+    """
+    return DEMO_WORLD if IS_DEMO else ancient(REAL_FILES[name])
 
 
 def data_path(name):
@@ -71,7 +73,8 @@ def base_model_dir():
 
 def stage_model(wildcards):
     """Model directory of a stage (later stages add their training outputs here)."""
-    return {"base": base_model_dir()}[wildcards.stage]
+    base = base_model_dir() if IS_DEMO else ancient(base_model_dir())
+    return {"base": base}[wildcards.stage]
 
 
 def generation_kwargs(wildcards):
