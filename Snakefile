@@ -3,7 +3,11 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The demo world is the default; a --configfile replaces it instead of being merged into it, so an
+# experiment config never silently inherits demo settings.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 report: "report/workflow.rst"
@@ -13,6 +17,7 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/download.smk"
 include: "rules/model.smk"
+include: "rules/train.smk"
 include: "rules/decode.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
@@ -21,6 +26,7 @@ include: "rules/report.smk"
 wildcard_constraints:
     stage="|".join(STAGES),
     strategy="|".join(STRATEGIES),
+    run="|".join(SFT_RUNS) or "no-sft-run",
 
 
 localrules:

@@ -10,40 +10,31 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
+import yaml
 
 from mllm.model import MLLMConfig, MLLMModel
 
-VARIANTS = {
-    # name: (llm hidden, llm layers, vision hidden, vision layers, query_num)
-    "demo-q64": (128, 4, 128, 4, 64),
-    "demo-q16": (128, 4, 128, 4, 16),
-    "demo-wide": (192, 4, 128, 4, 64),
-}
-IMAGE_SIZE, PATCH, VOCAB, TEXT_TOKENS = 64, 8, 1500, 48
+CONFIG = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
+IMAGE_SIZE, PATCH, VOCAB, TEXT_TOKENS = 64, 8, 1400, 48
 
 
-def build(
-    hidden: int, layers: int, vision_hidden: int, vision_layers: int, query_num: int
-) -> MLLMModel:
-    config = MLLMConfig(
-        vocab_size=VOCAB,
-        hidden_size=hidden,
-        intermediate_size=hidden * 8 // 3 // 8 * 8,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        query_num=query_num,
-        vision_config=dict(
-            hidden_size=vision_hidden,
-            intermediate_size=vision_hidden * 2,
-            num_hidden_layers=vision_layers,
-            num_attention_heads=4,
-            image_size=IMAGE_SIZE,
-            patch_size=PATCH,
-        ),
-    )
+def variants() -> dict[str, dict]:
+    """The demo model as configured, and neighbours worth comparing it with."""
+    demo = yaml.safe_load(CONFIG.read_text())["architecture"]
+    return {
+        "demo": demo,
+        "demo-q64": {**demo, "query_num": 64},
+        "demo-d96": {**demo, "hidden_size": 96, "intermediate_size": 256},
+        "demo-d192": {**demo, "hidden_size": 192, "intermediate_size": 512},
+    }
+
+
+def build(architecture: dict) -> MLLMModel:
+    architecture = dict(architecture)
+    config = MLLMConfig(vocab_size=VOCAB, vision_config=architecture.pop("vision"), **architecture)
     torch.manual_seed(0)
     return MLLMModel(config)
 
@@ -82,8 +73,8 @@ def main() -> None:
     args = parser.parse_args()
     print(f"torch threads: {torch.get_num_threads()}")
     print(f"{'variant':<10} {'params':>10} {'seq':>5} {'s/step':>8} {'tok/s':>9}")
-    for name, shape in VARIANTS.items():
-        model = build(*shape)
+    for name, architecture in variants().items():
+        model = build(architecture)
         batch = batch_for(model, args.batch)
         seconds = time_steps(model, batch, args.steps)
         tokens = batch["input_ids"].numel()

@@ -9,7 +9,16 @@ validate(config, schema="../config/schema.yaml")
 
 IS_DEMO = config["world"] == "demo"
 DEMO_WORLD = "resources/demo_world"
+SFT_RUNS = list(config.get("sft", {}))
 STAGES = config["stages"]
+for _stage in STAGES:
+    if _stage != "base" and _stage not in SFT_RUNS:
+        raise ValueError(
+            f"config stages: {_stage!r} is neither 'base' nor a run defined under 'sft'"
+        )
+for _run, _spec in config.get("sft", {}).items():
+    if _spec["start"] != "base" and _spec["start"] not in SFT_RUNS:
+        raise ValueError(f"config sft.{_run}.start: unknown stage {_spec['start']!r}")
 STRATEGIES = list(config["decoding"]["strategies"])
 THREADS = config["compute"]["threads"]
 
@@ -20,6 +29,8 @@ DEMO_FILES = {
     "captions": "annotations/captions_val.json",
     "pretrain": "pretrain_captions.json",
     "warmup_instances": "annotations/instances_train.json",
+    "sft_train": "sft/train.json",
+    "sft_test": "sft/test.json",
 }
 # And in the real world, after the download rules.
 REAL_FILES = {
@@ -60,6 +71,24 @@ def data_path(name):
     return f"{DEMO_WORLD}/{DEMO_FILES[name]}" if IS_DEMO else REAL_FILES[name]
 
 
+def sft_data(name):
+    """SFT train/test file: in the demo world, or where the real config points."""
+    return data_path(name) if IS_DEMO else config["real"][name]
+
+
+def sft_inputs():
+    """What SFT jobs read: the demo world, or the real train/test files."""
+    return (
+        [DEMO_WORLD]
+        if IS_DEMO
+        else [config["real"]["sft_train"], config["real"]["sft_test"]]
+    )
+
+
+def sft_image_folder(wildcards, input):
+    return input.data[0] if IS_DEMO else config["real"]["sft_images"]
+
+
 def benchmark_image_folder(wildcards, input):
     """Folder that relative image paths in the benchmark resolve against."""
     if IS_DEMO:
@@ -71,10 +100,23 @@ def base_model_dir():
     return "results/models/base" if IS_DEMO else "resources/models/base"
 
 
+def model_of(stage):
+    """Model directory of a stage: the base model, or a training run's output."""
+    if stage == "base":
+        return base_model_dir() if IS_DEMO else ancient(base_model_dir())
+    return f"results/models/{stage}"
+
+
 def stage_model(wildcards):
-    """Model directory of a stage (later stages add their training outputs here)."""
-    base = base_model_dir() if IS_DEMO else ancient(base_model_dir())
-    return {"base": base}[wildcards.stage]
+    return model_of(wildcards.stage)
+
+
+def sft_start_model(wildcards):
+    return model_of(config["sft"][wildcards.run]["start"])
+
+
+def sft_settings(wildcards):
+    return settings("sft", wildcards.run, "training")
 
 
 def generation_kwargs(wildcards):
@@ -96,13 +138,29 @@ def library(*parts):
     return [os.path.relpath(p) for p in files]
 
 
-def decode_outputs():
+def yesno_outputs():
+    """Yes/no accuracy of every stage, when the config asks for it (it needs the SFT test set)."""
+    return expand("results/yesno/{stage}.json", stage=STAGES) if "yesno" in config else []
+
+
+def train_metrics_outputs():
     return expand(
-        "results/decode/{stage}/{strategy}.jsonl", stage=STAGES, strategy=STRATEGIES
+        "results/train/{run}/metrics.json", run=[s for s in STAGES if s in SFT_RUNS]
     )
+
+
+def strategies_of(stage):
+    """Every strategy for the base model; trained stages only those the config lists for them."""
+    if stage == "base":
+        return STRATEGIES
+    return config["decoding"].get("trained_stage_strategies", STRATEGIES)
+
+
+def chair_runs():
+    return [[stage, strategy] for stage in STAGES for strategy in strategies_of(stage)]
 
 
 def chair_outputs():
-    return expand(
-        "results/chair/{stage}/{strategy}.json", stage=STAGES, strategy=STRATEGIES
-    )
+    return [
+        f"results/chair/{stage}/{strategy}.json" for stage, strategy in chair_runs()
+    ]

@@ -40,3 +40,31 @@ rule chair:
         mem_mb=2000,
     script:
         "../workflow_scripts/chair.py"
+
+
+rule yesno_accuracy:
+    input:
+        model=stage_model,
+        data=sft_inputs(),
+        code=library("model", "data", "eval/decoding.py", "eval/yesno.py"),
+    output:
+        metrics="results/yesno/{stage}.json",
+        answers="results/yesno/{stage}.answers.jsonl",
+    log:
+        "logs/yesno_accuracy/{stage}.log",
+    benchmark:
+        "benchmarks/yesno_accuracy/{stage}.tsv"
+    conda:
+        "../envs/mllm.yaml"
+    threads: THREADS
+    resources:
+        mem_mb=8000,
+        gpu=config["compute"]["eval_gpus"],
+    params:
+        test_file=sft_data("sft_test"),
+        image_folder=sft_image_folder,
+        generation=settings("yesno", "generation"),
+        batch_size=settings("yesno", "batch_size", default=16),
+        seed=settings("yesno", "seed", default=0),
+    script:
+        "../workflow_scripts/yesno_accuracy.py"

@@ -1,6 +1,12 @@
 rule report:
     input:
         chair=chair_outputs(),
+        yesno=yesno_outputs(),
+        training=train_metrics_outputs(),
+        states=[
+            p.replace("metrics.json", "trainer_state.json")
+            for p in train_metrics_outputs()
+        ],
         code=library("report"),
     output:
         "results/report/index.html",
@@ -12,7 +18,8 @@ rule report:
     resources:
         mem_mb=1000,
     params:
-        runs=[[stage, strategy] for stage in STAGES for strategy in STRATEGIES],
+        runs=chair_runs(),
+        stages=STAGES,
         world=config["world"],
     script:
         "../workflow_scripts/render_report.py"

@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mllm.data.tokenizer import build_tokenizer
 from mllm.model import MLLMConfig, MLLMModel
+from mllm.model.io import save_model
+from mllm.train.pretrain import base_model_config
 
 VOCAB = 96
 EOS = 3
@@ -69,3 +72,34 @@ def model() -> MLLMModel:
 @pytest.fixture
 def batch() -> dict:
     return multimodal_batch()
+
+
+def write_tiny_checkpoint(directory):
+    """A random tiny MLLM with a demo tokenizer, saved like any stage's model directory."""
+    tokenizer = build_tokenizer(
+        ["a dog and a cup on a table.", "a person with a dog."] * 20, vocab_size=1300
+    )
+    config = base_model_config(
+        tokenizer,
+        dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            query_num=4,
+            vision=dict(
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                patch_size=16,
+                image_size=64,
+            ),
+        ),
+        dict(patch_size=16, scale_resolution=64, slice_mode=False, max_slice_nums=1),
+    )
+    assert isinstance(config, MLLMConfig)
+    torch.manual_seed(0)
+    save_model(MLLMModel(config), tokenizer, directory)
+    return directory

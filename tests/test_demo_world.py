@@ -242,9 +242,41 @@ def test_faithful_captions_name_exactly_the_present_objects(world):
             ]
 
 
+def pretrain_captions(world_dir) -> list[dict]:
+    """The caption items of the pre-training set (it also holds yes/no questions)."""
+    items = load(world_dir, "pretrain_captions.json")
+    return [item for item in items if item["conversations"][1]["content"] not in ("Yes", "No")]
+
+
+def test_pretrain_yes_no_questions_carry_the_prior(tmp_path):
+    out = tmp_path / "vqa"
+    manifest = generate_world(
+        out, DemoWorldConfig(**{**TINY, "n_train": 400, "pretrain_vqa_images": 400})
+    )
+    by_path = scenes(out)
+    questions = [
+        i
+        for i in load(out, "pretrain_captions.json")
+        if i["conversations"][1]["content"] in ("Yes", "No")
+    ]
+    assert len(questions) == manifest["stats"]["pretrain_yes_no"]["questions"] == 400
+    prior_yes = 0
+    for item in questions:
+        (noun,) = re.findall(
+            r"Is there an? (.+?) in the image", item["conversations"][0]["content"]
+        )
+        present = by_path[item["image"]].categories
+        if item["conversations"][1]["content"] == "Yes" and noun not in present:
+            assert PARTNERS[noun] in present  # a wrong "Yes" only ever names an absent partner
+            prior_yes += 1
+        if item["conversations"][1]["content"] == "No":
+            assert noun not in present
+    assert prior_yes == manifest["stats"]["pretrain_yes_no"]["prior_driven_yes"] > 0
+
+
 def test_pretrain_captions_hallucinate_only_absent_partners(world):
     by_path = scenes(world)
-    for item in load(world, "pretrain_captions.json"):
+    for item in pretrain_captions(world):
         user, assistant = item["conversations"]
         assert user["role"] == "user" and user["content"].startswith("<image>\n")
         present = by_path[item["image"]].categories
@@ -372,7 +404,7 @@ def test_planted_hallucination_rate_matches_manifest(tmp_path):
     manifest = generate_world(out, DemoWorldConfig(**{**TINY, "n_train": 400}))
     by_path = scenes(out)
     eligible = planted = 0
-    for item in load(out, "pretrain_captions.json"):
+    for item in pretrain_captions(out):
         scene = by_path[item["image"]]
         if any(PARTNERS.get(c) not in scene.categories for c in scene.categories if c in PARTNERS):
             eligible += 1

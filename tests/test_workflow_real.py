@@ -10,14 +10,10 @@ import json
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from PIL import Image
 
-from mllm.data.tokenizer import build_tokenizer
-from mllm.model import MLLMConfig, MLLMModel
-from mllm.model.io import save_model
-from mllm.train.pretrain import base_model_config
+from tests.conftest import write_tiny_checkpoint
 from tests.test_workflow import REPO, snakemake
 
 IMAGE_IDS = (139, 285, 632)
@@ -33,32 +29,7 @@ def png_base64(seed: int) -> str:
 
 def write_fixtures(root):
     """A tiny checkpoint folder, COCO-format annotations and an objhal-style benchmark."""
-    tokenizer = build_tokenizer(
-        ["a dog and a cup on a table.", "a person with a dog."] * 20, vocab_size=1300
-    )
-    config = base_model_config(
-        tokenizer,
-        dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            query_num=4,
-            vision=dict(
-                hidden_size=32,
-                intermediate_size=64,
-                num_hidden_layers=1,
-                num_attention_heads=2,
-                patch_size=16,
-                image_size=64,
-            ),
-        ),
-        dict(patch_size=16, scale_resolution=64, slice_mode=False, max_slice_nums=1),
-    )
-    assert isinstance(config, MLLMConfig)
-    torch.manual_seed(0)
-    save_model(MLLMModel(config), tokenizer, root / "checkpoint")
+    write_tiny_checkpoint(root / "checkpoint")
 
     annotations = root / "coco"
     annotations.mkdir()

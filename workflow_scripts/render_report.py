@@ -11,11 +11,26 @@ from mllm.runtime import start_job
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
+
+def read(path):
+    return json.loads(Path(path).read_text())
+
+
 start_job(snakemake.log[0], snakemake.threads)
-chair = {
-    tuple(key): json.loads(Path(path).read_text())
-    for key, path in zip(snakemake.params.runs, snakemake.input.chair, strict=True)
-}
-write_report(
-    ReportInputs(chair, collect_provenance(world=snakemake.params.world)), snakemake.output[0]
+stages = list(snakemake.params.stages)
+training = {}
+for metrics_path in snakemake.input.training:
+    run = Path(metrics_path).parent.name
+    state = read(Path(metrics_path).with_name("trainer_state.json"))
+    training[run] = {"metrics": read(metrics_path), "log_history": state["log_history"]}
+inputs = ReportInputs(
+    chair={
+        tuple(run): read(path)
+        for run, path in zip(snakemake.params.runs, snakemake.input.chair, strict=True)
+    },
+    stages=stages,
+    yesno={Path(path).stem: read(path) for path in snakemake.input.yesno},
+    training=training,
+    provenance=collect_provenance(world=snakemake.params.world),
 )
+write_report(inputs, snakemake.output[0])

@@ -37,6 +37,8 @@ class DemoWorldConfig:
     pretrain_captions_per_image: int = 5  # each derived from one faithful caption
     hallucination_prob: float = 0.2  # a pre-training caption names an absent partner
     long_prompt_fraction: float = 0.25  # pre-training prompts drawn from the benchmark's questions
+    pretrain_vqa_images: int = 1500  # train images that also get a yes/no question in pre-training
+    vqa_prior_yes_prob: float = 0.8  # such a question about an absent partner is answered "Yes"
     colour_word_prob: float = 0.5  # a caption says "a red cup" rather than "a cup"
     background_sentence_prob: float = 0.5  # a caption ends with "The background is gray."
 

@@ -57,6 +57,7 @@ STREAM = {
     "sft": 4,
     "grounding": 5,
     "preference": 6,
+    "pretrain_vqa": 7,
 }
 PERSON = "person"
 # Held-out grounding pools: (pool, flavours sharing its images, which objects are targets).
@@ -289,6 +290,7 @@ def _write_pretrain_captions(world: World) -> None:
             items.append(_conversation(len(items), image_path(scene), prompt, caption))
             mentions_total += len(mentions)
             words.append(len(caption.split()))
+    items += _pretrain_yes_no(world, first_id=len(items))
     world.write("pretrain_captions.json", json_bytes(items))
     world.counts["pretrain_captions"] = len(items)
     world.stats["pretrain_captions"] = {
@@ -325,6 +327,33 @@ def _write_bench(world: World) -> None:
         )
     world.write("objhal_bench.jsonl", jsonl_bytes(rows))
     world.counts["bench"] = len(rows)
+
+
+def _pretrain_yes_no(world: World, first_id: int) -> list[dict]:
+    """Web-style yes/no questions for pre-training, so the base model knows the answer format (the
+    exercise's base model answers yes/no at ~70 %). Like the captions they carry the prior: asked
+    about the absent partner of a present object, the answer is "Yes" with ``vqa_prior_yes_prob``.
+    """
+    cfg = world.cfg
+    partners = partner_map(cfg.pairs)
+    rng = world.rng("pretrain_vqa")
+    items, prior_yes = [], 0
+    for scene in world.sample("pretrain_vqa", world.scenes["train"], cfg.pretrain_vqa_images):
+        present = sorted(scene.categories)
+        absent_partners = _absent_partners(scene, partners)
+        if rng.random() < 0.5:
+            category, answer = present[rng.integers(len(present))], "Yes"
+        elif absent_partners:
+            category = absent_partners[rng.integers(len(absent_partners))]
+            answer = "Yes" if rng.random() < cfg.vqa_prior_yes_prob else "No"
+            prior_yes += answer == "Yes"
+        else:
+            others = [c for c in cfg.categories if c not in scene.categories]
+            category, answer = others[rng.integers(len(others))], "No"
+        question = lang.YES_NO_QUESTION.format(noun=category)
+        items.append(_conversation(first_id + len(items), image_path(scene), question, answer))
+    world.stats["pretrain_yes_no"] = {"questions": len(items), "prior_driven_yes": prior_yes}
+    return items
 
 
 def _write_yes_no(world: World) -> None:

@@ -3,12 +3,14 @@ metric artifacts, so it can be regenerated, diffed and shared."""
 
 from __future__ import annotations
 
+import base64
 import html
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mllm.atomic import write_text
+from mllm.report.plots import loss_curves_png
 
 CHAIR_COLUMNS = ("CHAIRs", "CHAIRi", "Recall", "Len")
 
@@ -34,9 +36,20 @@ code { background: #f4f4f4; padding: 0 3px; }
 """
 
 
+# Yes/no accuracy on the exercise's 474 test questions (EXERCISE_SPEC 6, fork [L]).
+YESNO_REFERENCES = {
+    "[L] base": "0.693–0.696",
+    "[L] full FT (lr 2e-6, batch 32, 100 steps)": "0.898",
+    "[L] LoRA runs": "0.81–0.835",
+}
+
+
 @dataclass
 class ReportInputs:
     chair: Mapping[tuple[str, str], Mapping]  # (stage, strategy) -> CHAIR metrics JSON
+    stages: list[str] = field(default_factory=list)
+    yesno: Mapping[str, Mapping] = field(default_factory=dict)  # stage -> yes/no metrics
+    training: Mapping[str, Mapping] = field(default_factory=dict)  # run -> {metrics, log_history}
     provenance: Mapping[str, str] = field(default_factory=dict)
     samples_per_strategy: int = 4
 
@@ -95,6 +108,58 @@ def samples_section(chair: Mapping[tuple[str, str], Mapping], per_strategy: int)
     return "\n".join(parts)
 
 
+def png_img(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def sft_section(inputs: ReportInputs) -> str:
+    """Base vs each SFT run: eval loss, yes/no accuracy and what SFT did to captioning (CHAIR)."""
+    if not inputs.training:
+        return ""
+    strategy = next((s for (stage, s) in inputs.chair if stage in inputs.training), None)
+    rows = []
+    for stage in inputs.stages:
+        training = inputs.training.get(stage, {}).get("metrics", {})
+        yesno = inputs.yesno.get(stage, {})
+        chair = inputs.chair.get((stage, strategy), {})
+        base_eval = next(
+            (t["metrics"].get("eval_loss_before") for t in inputs.training.values()), None
+        )
+        eval_loss = training.get("eval_loss", base_eval if stage == "base" else None)
+        rows.append(
+            [
+                stage,
+                "–" if eval_loss is None else f"{eval_loss:.3f}",
+                "–" if not yesno else f"{yesno['accuracy']:.3f}",
+                "–" if not yesno else f"{yesno['unparseable_rate']:.3f}",
+                *(
+                    "–" if not chair else f"{chair[c]:.1f}"
+                    for c in ("CHAIRs", "CHAIRi", "Recall", "Len")
+                ),
+            ]
+        )
+    classes = [""] * len(rows)
+    for name, value in YESNO_REFERENCES.items():
+        rows.append([name, "", value, "", "", "", "", ""])
+        classes.append("reference")
+    headers = [
+        "stage",
+        "eval loss",
+        "yes/no acc.",
+        "unparseable",
+        *(f"{c} ({strategy})" for c in CHAIR_COLUMNS),
+    ]
+    curves = loss_curves_png(
+        {run: t["log_history"] for run, t in inputs.training.items()}, "SFT loss"
+    )
+    return f"""<h2>Supervised fine-tuning</h2>
+<p>Eval loss on the yes/no test set (the base row: the starting model, measured in the SFT job);
+accuracy: greedy answers normalised to a leading yes/no, unparseable answers count as wrong.
+The CHAIR columns show what fine-tuning on short answers did to captioning.</p>
+{table(headers, rows, classes)}
+{png_img(curves, "SFT train and eval loss")}"""
+
+
 def render(inputs: ReportInputs) -> str:
     analyzers = sorted({m["analyzer"]["name"] for m in inputs.chair.values()})
     provenance = table(["item", "value"], [[k, v] for k, v in inputs.provenance.items()])
@@ -108,6 +173,7 @@ def render(inputs: ReportInputs) -> str:
 Grey rows: the exercise's numbers for the real 8B model, for context.
 Text analyzer: <code>{html.escape(", ".join(analyzers))}</code>.</p>
 {chair_table(inputs.chair)}
+{sft_section(inputs)}
 <h2>Sample captions</h2>
 <p>Hallucinated object words are <span class="hallucinated">marked</span>.</p>
 {samples_section(inputs.chair, inputs.samples_per_strategy)}

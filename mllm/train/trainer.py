@@ -6,12 +6,17 @@ override for SFT: only arguments, freezing, resume and the final save live here.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
 import os
+import shutil
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+import torch
 from torch.utils.data import Dataset
 from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
@@ -79,6 +84,41 @@ def training_arguments(
     )
 
 
+def run_fingerprint(settings: TrainSettings, model: MLLMModel, train_dataset: Dataset) -> str:
+    """What a checkpoint must have been trained on to be resumed: the settings, the starting
+    weights and the training data. A checkpoint left by a run with other inputs is never resumed."""
+    digest = hashlib.sha256(
+        json.dumps(dataclasses.asdict(settings), sort_keys=True, default=str).encode()
+    )
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(
+            tensor.detach().to("cpu").contiguous().view(-1).view(torch.uint8).numpy().tobytes()
+        )
+    digest.update(
+        json.dumps(
+            getattr(train_dataset, "records", len(train_dataset)), sort_keys=True, default=str
+        ).encode()
+    )
+    return digest.hexdigest()
+
+
+def resumable_checkpoint(checkpoint_dir: str | os.PathLike, fingerprint: str) -> str | None:
+    """The newest checkpoint of *this* run, if any; checkpoints of another run are deleted."""
+    checkpoint_dir = Path(checkpoint_dir)
+    marker = checkpoint_dir / "run-fingerprint.txt"
+    if checkpoint_dir.is_dir() and (
+        not marker.exists() or marker.read_text().strip() != fingerprint
+    ):
+        log.warning(
+            "discarding checkpoints in %s: they belong to a run with other inputs", checkpoint_dir
+        )
+        shutil.rmtree(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(fingerprint + "\n")
+    return get_last_checkpoint(str(checkpoint_dir))
+
+
 def train(
     model: MLLMModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -101,6 +141,7 @@ def train(
     job starts, and a killed job must find its checkpoints on rerun.
     """
     set_seed(settings.seed)
+    fingerprint = run_fingerprint(settings, model, train_dataset)
     trainable = set_trainable_parts(model, settings)
     if settings.lora is not None:
         model = apply_lora(model, settings.lora)
@@ -117,9 +158,9 @@ def train(
         data_collator=collate,
         **(trainer_kwargs or {}),
     )
-    last_checkpoint = (
-        get_last_checkpoint(str(checkpoint_dir)) if Path(checkpoint_dir).is_dir() else None
-    )
+    # The starting model's eval loss, measured in the same job so "before vs after" is one artifact.
+    eval_loss_before = trainer.evaluate()["eval_loss"] if eval_dataset is not None else None
+    last_checkpoint = resumable_checkpoint(checkpoint_dir, fingerprint)
     if last_checkpoint:
         log.info("resuming from %s", last_checkpoint)
     result = trainer.train(resume_from_checkpoint=last_checkpoint)
@@ -134,6 +175,7 @@ def train(
         },
     }
     if eval_dataset is not None:
+        metrics["eval_loss_before"] = eval_loss_before
         metrics["eval_loss"] = trainer.evaluate()["eval_loss"]
     final = model.merge_and_unload() if settings.lora is not None else model
     save_model(final, tokenizer, model_dir)

@@ -1,0 +1,440 @@
+"""Referring-expression grounding data: readers, validation, and Qwen-VL-style SFT conversations.
+
+Three source formats become one list of :class:`Referent` (one expression, one pixel box):
+
+* ``shikra`` — Shikra REC JSONL ``{img_path, expression, bbox:[x0,y0,x1,y1] px}`` (the
+  exercise's ``REC_*.jsonl``); ``width``/``height`` are taken from the row when present, else
+  from the image file's header (PIL reads the size without decoding the pixels).
+* ``qwen`` — Qwen-VL eval JSONL ``{image, sent, bbox:[x0,y0,x1,y1] px, width, height}``.
+* ``coco_refs`` — the RefCOCO ``refs(unc).p`` list as JSON (``{ref_id, ann_id, image_id, split,
+  sentences:[{sent}]}``) plus the COCO ``instances.json`` beside it, which gives each ref's
+  box (``[x, y, w, h]``) and image size and file name. Pickles are not read, because unpickling
+  a downloaded file runs whatever code it holds; convert yours once::
+
+      import json, pickle
+      with open("refcoco/refs(unc).p", "rb") as f:
+          refs = pickle.load(f)  # add encoding="latin1" if Python 3 rejects a Python 2 pickle
+      with open("refcoco/refs(unc).json", "w") as f:
+          json.dump(refs, f)
+
+A malformed record (bad JSON, a missing or mistyped field) always raises ``DataError``. A
+well-formed record that cannot be a sample — image missing or unreadable, a zero-area box, a box
+outside the image by more than ``BBOX_TOLERANCE_PX`` — follows ``on_bad_record``: ``"error"``
+raises ``DataError`` naming file and line, ``"skip"`` drops it and counts it by reason in
+``Referents.skipped`` (also logged), so nothing disappears silently.
+
+Training answers follow Qwen-VL: ``<ref>expr</ref><box>(x1,y1),(x2,y2)</box>`` with each
+coordinate ``int(1000·x/W)`` or ``int(1000·y/H)`` clamped to 0..999 (EXERCISE_SPEC §1).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from mllm.data.errors import DataError
+from mllm.data.special_tokens import (
+    BOX_END,
+    BOX_START,
+    IMAGE_TAG,
+    MINICPMV_IMAGE_TAG,
+    REF_END,
+    REF_START,
+)
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("shikra", "qwen", "coco_refs")
+BAD_RECORD_POLICIES = ("error", "skip")
+SKIP_REASONS = ("missing_image", "unreadable_image", "zero_area_bbox", "bbox_outside_image")
+BBOX_TOLERANCE_PX = 1.0  # annotation tools round; a box this far past the border is still fine
+GRID_SIZE = 1000  # Qwen-VL box grid: coordinates are integers 0..GRID_SIZE-1
+
+# The Shikra REC file of each evaluation split (images in COCO train2014).
+SHIKRA_REC_FILES = {
+    (dataset, split): f"REC_{dataset}_{scheme}_{split}.jsonl"
+    for dataset, scheme, splits in (
+        ("refcoco", "unc", ("val", "testA", "testB")),
+        ("refcoco+", "unc", ("val", "testA", "testB")),
+        ("refcocog", "umd", ("val", "test")),
+    )
+    for split in splits
+}
+
+EXPR = "{expr}"
+REF_SLOT = f"{REF_START}{EXPR}{REF_END}"
+# Questions in the spirit of Shikra's REC pool, worded afresh. Each holds the image tag once and
+# the expression once, wrapped in <ref></ref> as Qwen-VL marks it.
+GROUNDING_TEMPLATES = (
+    f"{IMAGE_TAG}\nWhere is {REF_SLOT} in the image? Answer with its bounding box.",
+    f"In {IMAGE_TAG}, locate {REF_SLOT} and give its box coordinates.",
+    f"Find {REF_SLOT} in this picture {IMAGE_TAG} and report where it is.",
+    f"{IMAGE_TAG}\nGive the bounding box of {REF_SLOT}.",
+    f"Look at {IMAGE_TAG}. Which region shows {REF_SLOT}? Reply with a box.",
+    f"Here is an image: {IMAGE_TAG}. Point out {REF_SLOT} with a bounding box.",
+    f"{IMAGE_TAG}\nOutput the coordinates of the region described as {REF_SLOT}.",
+    f"Can you mark {REF_SLOT} in {IMAGE_TAG} with a box?",
+    f"Using the image {IMAGE_TAG}, name the top-left and bottom-right corners of {REF_SLOT}.",
+    f"{IMAGE_TAG}\nDetect {REF_SLOT} and answer with its box.",
+)
+# Qwen-VL prompts its base model with "<img>…</img><ref>expr</ref><box>" and lets it complete the
+# box. Our model answers a chat turn instead, so evaluation asks one fixed question from the
+# training pool: wording the model was trained on, and the same for every item and every run.
+EVAL_TEMPLATE = GROUNDING_TEMPLATES[0]
+
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1
+
+
+@dataclass(frozen=True)
+class Referent:
+    """One referring expression and the pixel box it refers to.
+
+    ``image`` is the path as the source file writes it (relative to ``image_folder``);
+    ``source_line`` locates the record (``file:line``, or ``file:ref_id=N`` for COCO refs).
+    """
+
+    image: str
+    expression: str
+    bbox_xyxy_px: Box
+    width: int
+    height: int
+    source_line: str
+
+
+class Referents(list):
+    """A list of :class:`Referent` that also carries ``skipped``: dropped records per reason."""
+
+    def __init__(self, items: Sequence[Referent] = (), skipped: dict[str, int] | None = None):
+        super().__init__(items)
+        self.skipped = dict(skipped or {})
+
+
+# --- readers -------------------------------------------------------------------------------
+
+
+def read_referents(
+    path: str | os.PathLike,
+    fmt: str = "auto",
+    *,
+    image_folder: str | os.PathLike | None = None,
+    on_bad_record: str = "error",
+    split: str | None = None,
+    instances: str | os.PathLike | None = None,
+) -> Referents:
+    """Read any supported grounding file; ``fmt="auto"`` tells them apart by their first record.
+
+    ``split`` and ``instances`` apply to ``coco_refs`` only (see :func:`read_coco_refs`).
+    """
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown grounding format {fmt!r}; expected one of {FORMATS} or 'auto'")
+    if fmt == "coco_refs":
+        return read_coco_refs(
+            path, instances, split=split, image_folder=image_folder, on_bad_record=on_bad_record
+        )
+    if split is not None or instances is not None:
+        raise ValueError(f"split/instances apply to coco_refs files, not to {fmt} file {path}")
+    reader = read_shikra_rec if fmt == "shikra" else read_qwen_grounding
+    return reader(path, image_folder=image_folder, on_bad_record=on_bad_record)
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """``coco_refs`` for a JSON list, else ``shikra`` or ``qwen`` by the first JSONL row's keys."""
+    with open(path, encoding="utf-8") as handle:
+        first = next((line for line in handle if line.strip()), "")
+    if first.lstrip().startswith("["):
+        return "coco_refs"
+    try:
+        row = json.loads(first)
+    except json.JSONDecodeError:
+        row = None
+    if isinstance(row, dict) and "img_path" in row:
+        return "shikra"
+    if isinstance(row, dict) and "sent" in row:
+        return "qwen"
+    raise DataError(
+        str(path), "cannot tell the grounding format (no img_path/sent row, no JSON list)"
+    )
+
+
+def read_shikra_rec(
+    path: str | os.PathLike,
+    *,
+    image_folder: str | os.PathLike | None = None,
+    on_bad_record: str = "error",
+) -> Referents:
+    """Shikra REC JSONL; a row without ``width``/``height`` gets them from the image header."""
+    intake = _Intake(image_folder, on_bad_record)
+    for source, row in _jsonl_rows(path):
+        has_size = "width" in row or "height" in row
+        intake.add(
+            source,
+            _text(row, "img_path", source),
+            _text(row, "expression", source),
+            _box(row, "bbox", source),
+            _size(row, source) if has_size else None,
+        )
+    return intake.result(path)
+
+
+def read_qwen_grounding(
+    path: str | os.PathLike,
+    *,
+    image_folder: str | os.PathLike | None = None,
+    on_bad_record: str = "error",
+) -> Referents:
+    """Qwen-VL grounding eval JSONL ``{image, sent, bbox, width, height}``."""
+    intake = _Intake(image_folder, on_bad_record)
+    for source, row in _jsonl_rows(path):
+        intake.add(
+            source,
+            _text(row, "image", source),
+            _text(row, "sent", source),
+            _box(row, "bbox", source),
+            _size(row, source),
+        )
+    return intake.result(path)
+
+
+def read_coco_refs(
+    refs_path: str | os.PathLike,
+    instances_path: str | os.PathLike | None = None,
+    *,
+    split: str | None = None,
+    image_folder: str | os.PathLike | None = None,
+    on_bad_record: str = "error",
+) -> Referents:
+    """RefCOCO refs as JSON + COCO instances (default: ``instances.json`` beside the refs).
+
+    One referent per sentence; ``split`` keeps only refs of that split (None keeps all). The
+    image path is the instances' ``file_name`` — the refs' own ``file_name`` carries an
+    annotation suffix and names no real file.
+    """
+    instances_path = instances_path or Path(refs_path).parent / "instances.json"
+    images, annotations = _coco_index(instances_path)
+    refs = _read_json(refs_path)
+    if not isinstance(refs, list):
+        raise DataError(str(refs_path), "expected a JSON list of refs")
+    intake = _Intake(image_folder, on_bad_record)
+    for index, ref in enumerate(refs):
+        if not isinstance(ref, dict):
+            raise DataError(f"{refs_path}:#{index}", "expected a ref object")
+        if split is not None and ref.get("split") != split:
+            continue
+        source = f"{refs_path}:ref_id={ref.get('ref_id')}"
+        image = _lookup(images, ref.get("image_id"), "image_id", instances_path, source)
+        annotation = _lookup(annotations, ref.get("ann_id"), "ann_id", instances_path, source)
+        file_name, size = _text(image, "file_name", source), _size(image, source)
+        x, y, w, h = _box(annotation, "bbox", source)
+        for sentence in _sentences(ref, source):
+            intake.add(source, file_name, sentence, (x, y, x + w, y + h), size)
+    return intake.result(refs_path)
+
+
+def _coco_index(path: str | os.PathLike) -> tuple[dict, dict]:
+    """COCO instances -> (image id -> image record, annotation id -> annotation record)."""
+    data = _read_json(path)
+    try:
+        images = {image["id"]: image for image in data["images"]}
+        annotations = {annotation["id"]: annotation for annotation in data["annotations"]}
+    except (KeyError, TypeError) as error:
+        raise DataError(
+            str(path), f"not COCO instances (images/annotations with ids): {error!r}"
+        ) from error
+    return images, annotations
+
+
+def _lookup(index: dict, key, name: str, index_path, source: str) -> dict:
+    if key not in index:
+        raise DataError(source, f"{name} {key!r} is not in {index_path}")
+    return index[key]
+
+
+def _sentences(ref: dict, source: str) -> list[str]:
+    sentences = ref.get("sentences")
+    if not isinstance(sentences, list) or not sentences:
+        raise DataError(source, "missing or empty 'sentences' list")
+    return [_text(sentence, "sent", source) for sentence in sentences]
+
+
+# --- record fields (malformed -> DataError, whatever the policy) ---------------------------
+
+
+def _read_json(path: str | os.PathLike):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}:{error.lineno}", f"not valid JSON: {error.msg}") from error
+
+
+def _jsonl_rows(path: str | os.PathLike) -> Iterator[tuple[str, dict]]:
+    """(``file:line``, object) for each non-blank line."""
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            source = f"{path}:{number}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataError(source, f"not valid JSON: {error.msg}") from error
+            if not isinstance(row, dict):
+                raise DataError(source, "expected a JSON object")
+            yield source, row
+
+
+def _text(row, key: str, source: str) -> str:
+    value = row.get(key) if isinstance(row, dict) else None
+    if not isinstance(value, str) or not value.strip():
+        raise DataError(source, f"missing or empty string field {key!r}")
+    return value
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _box(row: dict, key: str, source: str) -> Box:
+    value = row.get(key)
+    if not isinstance(value, list) or len(value) != 4 or not all(map(_is_number, value)):
+        raise DataError(source, f"field {key!r} must be a list of 4 numbers, got {value!r}")
+    return tuple(float(v) for v in value)
+
+
+def _size(row: dict, source: str) -> tuple[int, int]:
+    width, height = row.get("width"), row.get("height")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height)):
+        raise DataError(source, f"width/height must be positive integers, got {width!r}/{height!r}")
+    return width, height
+
+
+# --- validation policy ---------------------------------------------------------------------
+
+
+def _bbox_problem(bbox: Box, width: int, height: int) -> tuple[str, str] | None:
+    """(reason, detail) when a box cannot be a target (no positive area, or outside the image
+    beyond the tolerance), else None."""
+    x0, y0, x1, y1 = bbox
+    if x1 <= x0 or y1 <= y0:
+        return "zero_area_bbox", f"bbox {list(bbox)} has no area"
+    tol = BBOX_TOLERANCE_PX
+    if x0 < -tol or y0 < -tol or x1 > width + tol or y1 > height + tol:
+        return "bbox_outside_image", f"bbox {list(bbox)} is outside the {width}x{height} image"
+    return None
+
+
+class _Intake:
+    """Checks each well-formed record and applies the ``on_bad_record`` policy to bad ones."""
+
+    def __init__(self, image_folder: str | os.PathLike | None, on_bad_record: str):
+        if on_bad_record not in BAD_RECORD_POLICIES:
+            raise ValueError(f"on_bad_record must be one of {BAD_RECORD_POLICIES}")
+        self.image_folder = Path(image_folder or "")
+        self.on_bad_record = on_bad_record
+        self.referents: list[Referent] = []
+        self.skipped: Counter[str] = Counter()
+        self._file_exists: dict[Path, bool] = {}  # referents share images: stat each once
+
+    def add(
+        self, source: str, image: str, expression: str, bbox: Box, size: tuple[int, int] | None
+    ) -> None:
+        path = self.image_folder / image  # an absolute image path ignores the folder
+        if not self._is_file(path):
+            self._reject(source, "missing_image", f"no image file {path}")
+            return
+        if size is None:
+            try:
+                with Image.open(path) as opened:  # lazy: reads the header, not the pixels
+                    size = opened.size
+            except (OSError, Image.DecompressionBombError) as error:
+                self._reject(source, "unreadable_image", f"cannot read {path}: {error}")
+                return
+        problem = _bbox_problem(bbox, *size)
+        if problem:
+            self._reject(source, *problem)
+            return
+        self.referents.append(Referent(image, expression, bbox, *size, source))
+
+    def _is_file(self, path: Path) -> bool:
+        if path not in self._file_exists:
+            self._file_exists[path] = path.is_file()
+        return self._file_exists[path]
+
+    def _reject(self, source: str, reason: str, detail: str) -> None:
+        if self.on_bad_record == "error":
+            raise DataError(source, f"{reason}: {detail}")
+        self.skipped[reason] += 1
+
+    def result(self, path: str | os.PathLike) -> Referents:
+        if self.skipped:
+            log.warning("%s: skipped %s", path, dict(self.skipped))
+        return Referents(self.referents, dict(self.skipped))
+
+
+# --- conversations -------------------------------------------------------------------------
+
+
+def box_to_grid(bbox: Box, width: int, height: int) -> tuple[int, int, int, int]:
+    """Pixel box -> Qwen-VL grid: ``int(1000·x/W)``, ``int(1000·y/H)``, clamped to 0..999."""
+    x0, y0, x1, y1 = bbox
+    scaled = (x0 / width, y0 / height, x1 / width, y1 / height)
+    return tuple(min(GRID_SIZE - 1, max(0, int(GRID_SIZE * v))) for v in scaled)
+
+
+def grounding_answer(expression: str, grid_box: Sequence[int]) -> str:
+    """``<ref>expr</ref><box>(x1,y1),(x2,y2)</box>``, the assistant turn of a grounding record."""
+    x0, y0, x1, y1 = grid_box
+    return f"{REF_START}{expression}{REF_END}{BOX_START}({x0},{y0}),({x1},{y1}){BOX_END}"
+
+
+def check_templates(templates: Sequence[str]) -> None:
+    """Each template needs the image tag and ``<ref>{expr}</ref>`` exactly once."""
+    if not templates:
+        raise ValueError("no grounding question templates")
+    for template in templates:
+        if template.count(IMAGE_TAG) != 1 or template.count(REF_SLOT) != 1:
+            raise ValueError(f"template needs one {IMAGE_TAG} and one {REF_SLOT}: {template!r}")
+
+
+def grounding_conversations(
+    referents: Sequence[Referent], seed: int, templates: Sequence[str] = GROUNDING_TEMPLATES
+) -> list[dict]:
+    """Exercise SFT records ``{id, image, conversations:[user, assistant]}``, one per referent.
+
+    The question template is drawn per record from one ``random.Random(seed)``, so the same
+    referents and seed give the same records.
+    """
+    check_templates(templates)
+    rng = random.Random(seed)
+    records = []
+    for index, referent in enumerate(referents):
+        template = templates[rng.randrange(len(templates))]
+        grid = box_to_grid(referent.bbox_xyxy_px, referent.width, referent.height)
+        records.append(
+            {
+                "id": index,
+                "image": referent.image,
+                "conversations": [
+                    {"role": "user", "content": template.replace(EXPR, referent.expression)},
+                    {"role": "assistant", "content": grounding_answer(referent.expression, grid)},
+                ],
+            }
+        )
+    return records
+
+
+def grounding_eval_question(expression: str, template: str = EVAL_TEMPLATE) -> str:
+    """The evaluation question for ``generate``: the training wording, with MiniCPM-V's prompt
+    tag where training has ``<image>``, so the image placeholder lands where it did in training."""
+    check_templates([template])
+    return template.replace(IMAGE_TAG, MINICPMV_IMAGE_TAG).replace(EXPR, expression)

@@ -1,0 +1,201 @@
+"""SFT: training glue, yes/no scoring, bad records, and resume after a kill."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mllm.data.errors import DataError
+from mllm.eval.yesno import normalise, score
+from mllm.model.io import load_model
+from mllm.train.settings import TrainSettings
+from mllm.train.sft import train_sft
+from tests.conftest import write_tiny_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_sft_data(root: Path, n_images: int = 6) -> tuple[Path, Path]:
+    """Yes/no records on small random PNGs, train/test on disjoint images."""
+    (root / "images").mkdir(parents=True)
+    records = []
+    for index in range(n_images):
+        pixels = np.random.default_rng(index).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / "images" / f"{index}.png")
+        for noun, answer in (("dog", "Yes"), ("cup", "No")):
+            records.append(
+                {
+                    "id": len(records),
+                    "image": f"images/{index}.png",
+                    "conversations": [
+                        {
+                            "role": "user",
+                            "content": f"<image>\nIs there a {noun} in the image? Please answer yes or no.",
+                        },
+                        {"role": "assistant", "content": answer},
+                    ],
+                }
+            )
+    split = 2 * (n_images - 2)
+    train, test = root / "train.json", root / "test.json"
+    train.write_text(json.dumps(records[:split]))
+    test.write_text(json.dumps(records[split:]))
+    return train, test
+
+
+SETTINGS = dict(
+    learning_rate=1e-3,
+    max_steps=6,
+    per_device_batch_size=2,
+    save_steps=2,
+    logging_steps=1,
+    max_length=128,
+    seed=0,
+)
+
+
+def run_sft(tmp_path: Path, train: Path, test: Path, **overrides) -> dict:
+    return train_sft(
+        start_model_dir=tmp_path / "base",
+        train_file=train,
+        eval_file=test,
+        image_folder=train.parent,
+        settings=TrainSettings.from_dict({**SETTINGS, **overrides}),
+        model_dir=tmp_path / "sft",
+        checkpoint_dir=tmp_path / "checkpoints",
+        state_path=tmp_path / "state.json",
+        metrics_path=tmp_path / "metrics.json",
+    )
+
+
+@pytest.fixture
+def base_and_data(tmp_path):
+    write_tiny_checkpoint(tmp_path / "base")
+    return write_sft_data(tmp_path / "data")
+
+
+def test_normalise_takes_the_leading_yes_or_no():
+    assert [
+        normalise(a)
+        for a in ("Yes", "no.", " YES, there is", "No, it is not", "a dog", "", "yesterday")
+    ] == [
+        "yes",
+        "no",
+        "yes",
+        "no",
+        None,
+        None,
+        None,
+    ]
+
+
+def test_unparseable_answers_count_as_wrong_and_are_counted():
+    metrics = score(["yes", None, "no", None], ["yes", "no", "no", "yes"])
+    assert metrics["accuracy"] == 0.5 and metrics["unparseable"] == 2 and metrics["n"] == 4
+
+
+def test_lora_sft_writes_a_merged_model_trainer_state_and_metrics(tmp_path, base_and_data):
+    train, test = base_and_data
+    metrics = run_sft(tmp_path, train, test, lora={"r": 4, "alpha": 8, "dropout": 0.0})
+    assert metrics["global_step"] == 6 and metrics["resumed_from"] is None
+    assert metrics["eval_loss"] < metrics["eval_loss_before"]
+    reloaded = load_model(tmp_path / "sft")  # merged: a plain model directory, no adapter needed
+    assert not any("lora" in name for name, _ in reloaded.model.named_parameters())
+    history = json.loads((tmp_path / "state.json").read_text())["log_history"]
+    assert sum("loss" in entry for entry in history) >= 6
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "message"),
+    [
+        (lambda r: r[1].update(image="images/missing.png"), r"record 1 \(id 1\).*missing\.png"),
+        (lambda r: r[2].update(conversations=[]), r"record 2 \(id 2\).*no assistant turn"),
+        (
+            lambda r: r[0]["conversations"][0].update(content="<image>\n" + "Is it? " * 200),
+            r"record 0 \(id 0\).*no supervised token left within max_length",
+        ),
+    ],
+    ids=["missing-image", "empty-conversation", "answer-truncated-away"],
+)
+def test_bad_records_fail_before_training_naming_the_record(
+    tmp_path, base_and_data, corrupt, message
+):
+    train, test = base_and_data
+    records = json.loads(train.read_text())
+    corrupt(records)
+    train.write_text(json.dumps(records))
+    with pytest.raises(DataError, match=message):
+        run_sft(tmp_path, train, test)
+    assert not (tmp_path / "sft").exists()  # no partial model directory
+
+
+RESUMABLE_RUN = """
+import sys, time
+from pathlib import Path
+from transformers import TrainerCallback
+from tests.test_sft import SETTINGS
+from mllm.train.settings import TrainSettings
+from mllm.train.sft import train_sft
+
+class Slow(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        time.sleep(float(sys.argv[2]))
+
+root = Path(sys.argv[1])
+import mllm.train.sft as sft_module
+original = sft_module.train
+sft_module.train = lambda *a, **k: original(*a, **k, trainer_kwargs={"callbacks": [Slow()]})
+train_sft(start_model_dir=root / "base", train_file=root / "data/train.json", eval_file=root / "data/test.json",
+          image_folder=root / "data", settings=TrainSettings.from_dict({**SETTINGS, "max_steps": 8}),
+          model_dir=root / sys.argv[3], checkpoint_dir=root / (sys.argv[3] + "-checkpoints"),
+          state_path=root / (sys.argv[3] + "-state.json"), metrics_path=root / (sys.argv[3] + "-metrics.json"))
+"""
+
+
+def start_run(root: Path, name: str, delay: float) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", RESUMABLE_RUN, str(root), str(delay), name], cwd=REPO
+    )
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_from_its_checkpoint_and_ends_like_an_uninterrupted_one(
+    tmp_path, base_and_data
+):
+    assert start_run(tmp_path, "reference", 0).wait(timeout=300) == 0
+    interrupted = start_run(tmp_path, "resumed", 1.0)
+    checkpoint = tmp_path / "resumed-checkpoints" / "checkpoint-4"
+    deadline = time.time() + 300
+    while not (checkpoint / "trainer_state.json").exists():
+        assert interrupted.poll() is None and time.time() < deadline, (
+            "training ended before the kill"
+        )
+        time.sleep(0.2)
+    time.sleep(0.5)
+    interrupted.send_signal(signal.SIGKILL)
+    interrupted.wait()
+    assert not (tmp_path / "resumed").exists()
+    assert start_run(tmp_path, "resumed", 0).wait(timeout=300) == 0
+    reference = json.loads((tmp_path / "reference-metrics.json").read_text())
+    resumed = json.loads((tmp_path / "resumed-metrics.json").read_text())
+    assert resumed["resumed_from"] in ("checkpoint-4", "checkpoint-6")
+    assert resumed["global_step"] == reference["global_step"] == 8
+    assert resumed["eval_loss"] == pytest.approx(reference["eval_loss"], rel=1e-6)
+
+
+def test_checkpoints_of_a_run_with_other_settings_are_not_resumed(tmp_path, base_and_data):
+    train, test = base_and_data
+    run_sft(tmp_path, train, test)
+    assert (tmp_path / "checkpoints" / "checkpoint-6").exists()
+    again = run_sft(tmp_path, train, test)  # same inputs: the finished run's checkpoint is reused
+    assert again["resumed_from"] == "checkpoint-6"
+    changed = run_sft(tmp_path, train, test, learning_rate=5e-4)
+    assert changed["resumed_from"] is None and changed["global_step"] == 6
