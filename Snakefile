@@ -29,9 +29,14 @@ wildcard_constraints:
     run="|".join(SFT_RUNS) or "no-sft-run",
 
 
+# Downloads run where the network is (compute nodes usually have none).
 localrules:
     all,
     report,
+    download_model,
+    download_coco_annotations,
+    download_benchmark,
+    fetch_nltk_data,
 
 
 rule all:

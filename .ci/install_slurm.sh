@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
-# Installs what tests/test_slurm.py needs for a real single-node SLURM cluster on loopback:
+# Installs what tests/test_slurm.py needs for a real one-node SLURM cluster on loopback:
 # slurmctld + slurmd + the client commands (Debian's slurm-wlm) and munge for authentication.
-# Idempotent: does nothing when everything is already installed. Needs root (CI runs as root).
+# Idempotent: installs only what is missing. Needs root (CI runs as root). The test itself writes
+# /etc/slurm/slurm.conf and starts/stops the daemons; nothing is started here.
 set -euo pipefail
 
 PACKAGES=(slurm-wlm slurm-client munge)
-if dpkg -s "${PACKAGES[@]}" >/dev/null 2>&1; then
-  exit 0
+if ! dpkg -s "${PACKAGES[@]}" >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # No recommends: docs, mail and web bits; the daemons and clients do not need them.
+  apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}"
 fi
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-# --no-install-recommends keeps out slurm-wlm-doc, mail and web bits; the daemons do not need them.
-apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}"
-# Debian's postinst creates the munge key; make sure one exists even where it did not.
+
+# Debian's postinst creates the munge key; make sure one exists wherever it did not.
 if [ ! -s /etc/munge/munge.key ]; then
   if command -v mungekey >/dev/null 2>&1; then
     mungekey --create --force

@@ -59,6 +59,11 @@ def settings(*keys, default=None):
     return canonical(section)
 
 
+def nltk_data_input():
+    """nltk's reference data, fetched by a rule when the config asks for the `nltk` analyzer."""
+    return ["resources/nltk_data"] if config["chair"].get("analyzer") == "nltk" else []
+
+
 def data_input(name):
     """The input a job needs to read dataset `name` (the file, or in the demo the world holding it).
     Downloads are ancient(): fetching a file again must not rerun the evaluations built on it.
@@ -123,7 +128,9 @@ def generation_kwargs(wildcards):
     return settings("decoding", "strategies", wildcards.strategy)
 
 
-LIBRARY = Path(workflow.basedir, "mllm")
+LIBRARY = (
+    Path(workflow.current_basedir).parent / "mllm"
+)  # rules/.. (works when included elsewhere)
 
 
 def library(*parts):
@@ -140,7 +147,9 @@ def library(*parts):
 
 def yesno_outputs():
     """Yes/no accuracy of every stage, when the config asks for it (it needs the SFT test set)."""
-    return expand("results/yesno/{stage}.json", stage=STAGES) if "yesno" in config else []
+    return (
+        expand("results/yesno/{stage}.json", stage=STAGES) if "yesno" in config else []
+    )
 
 
 def train_metrics_outputs():

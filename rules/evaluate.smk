@@ -3,6 +3,7 @@ rule build_chair_cache:
         instances=data_input("instances"),
         captions=data_input("captions"),
         benchmark=data_input("benchmark"),
+        nltk_data=nltk_data_input(),
         code=library("eval/chair.py", "eval/chair_lexicon.py", "eval/text_analysis.py"),
     output:
         "results/chair/gt_cache.json",
@@ -28,6 +29,7 @@ rule chair:
     input:
         answers="results/decode/{stage}/{strategy}.jsonl",
         cache="results/chair/gt_cache.json",
+        nltk_data=nltk_data_input(),
         code=library("eval/chair.py", "eval/chair_lexicon.py", "eval/text_analysis.py"),
     output:
         "results/chair/{stage}/{strategy}.json",
@@ -68,3 +70,17 @@ rule yesno_accuracy:
         seed=settings("yesno", "seed", default=0),
     script:
         "../workflow_scripts/yesno_accuracy.py"
+
+
+rule fetch_nltk_data:
+    output:
+        directory("resources/nltk_data"),
+    log:
+        "logs/fetch_nltk_data.log",
+    conda:
+        "../envs/mllm.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    script:
+        "../workflow_scripts/fetch_nltk_data.py"

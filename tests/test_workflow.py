@@ -47,8 +47,10 @@ def test_dry_run_of_the_default_config_plans_the_whole_dag(tmp_path):
         "warm_up_vision": 1,
         "build_base_model": 1,
         "build_chair_cache": 1,
-        "decode": 3,
-        "chair": 3,
+        "train_sft": 2,  # LoRA and full fine-tuning
+        "yesno_accuracy": 3,  # base and both SFT runs
+        "decode": 5,  # base × 3 strategies, each SFT run × sampling
+        "chair": 5,
         "report": 1,
     }
 
@@ -92,7 +94,12 @@ def tiny_run(tmp_path_factory):
 def test_tiny_end_to_end_run_writes_the_report(tiny_run):
     workdir, _ = tiny_run
     report = (workdir / "results" / "report" / "index.html").read_text()
-    assert "CHAIRs" in report and "base · beam" in report
+    assert "CHAIRs" in report and "base · beam" in report and "Supervised fine-tuning" in report
+    for stage in ("base", "sft"):
+        yesno = json.loads((workdir / "results" / "yesno" / f"{stage}.json").read_text())
+        assert yesno["n"] == 20 and 0 <= yesno["accuracy"] <= 1
+    metrics = json.loads((workdir / "results" / "train" / "sft" / "metrics.json").read_text())
+    assert metrics["global_step"] == 4 and "eval_loss_before" in metrics
     for strategy in ("sampling", "greedy", "beam"):
         answers = (
             (workdir / "results" / "decode" / "base" / f"{strategy}.jsonl").read_text().splitlines()
@@ -117,6 +124,24 @@ def test_after_a_complete_run_nothing_is_rescheduled(tiny_run):
     workdir, config = tiny_run
     result = snakemake("-n", "report", workdir=workdir, configfile=config)
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_changing_the_lora_rank_reruns_only_sft_and_what_depends_on_it(tiny_run):
+    workdir, config = tiny_run
+    changed = yaml.safe_load(config.read_text())
+    changed["sft"]["sft"]["training"]["lora"]["r"] = 4
+    changed_path = workdir / "rank4.yaml"
+    changed_path.write_text(yaml.safe_dump(changed))
+    result = snakemake("-n", "report", workdir=workdir, configfile=changed_path)
+    assert planned_jobs(result.stdout) == {
+        "train_sft": 1,
+        "yesno_accuracy": 1,
+        "decode": 1,
+        "chair": 1,
+        "report": 1,
+    }
+    assert "results/decode/sft/greedy.jsonl" in result.stdout
 
 
 @pytest.mark.slow

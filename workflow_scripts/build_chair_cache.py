@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING
 from mllm.atomic import write_json
 from mllm.eval.chair import build_gt_cache
 from mllm.eval.decoding import read_benchmark
+from mllm.eval.nltk_data import use_nltk_data
 from mllm.eval.text_analysis import get_analyzer
 from mllm.runtime import start_job
 
@@ -12,6 +13,7 @@ if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 start_job(snakemake.log[0], snakemake.threads)
+use_nltk_data(snakemake.input.nltk_data)
 image_ids = {int(row["image_id"]) for row in read_benchmark(snakemake.params.benchmark)}
 cache = build_gt_cache(
     snakemake.params.instances,

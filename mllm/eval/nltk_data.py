@@ -146,8 +146,17 @@ def install_offline_wordnet(target_dir: Path | None = None, source: Path = DEBIA
     return wordnet_dir
 
 
+def use_nltk_data(directories: list[str] | tuple[str, ...]) -> None:
+    """Search these nltk data directories first (e.g. what the fetch_nltk_data rule wrote)."""
+    import nltk
+
+    for directory in reversed(list(directories)):
+        if directory not in nltk.data.path:
+            nltk.data.path.insert(0, str(directory))
+
+
 def download_reference(target_dir: Path | None = None) -> Path:
-    """Fetch the reference resources (needs network; never called by tests or rules)."""
+    """Fetch the reference resources (needs network): the `fetch_nltk_data` rule, or by hand."""
     import nltk
 
     target = target_dir or default_data_dir()

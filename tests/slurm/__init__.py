@@ -1,0 +1,1 @@
+"""Helpers for the SLURM tests: a one-node cluster on loopback and the sbatch-line renderer."""
