@@ -1,3 +1,5 @@
+import re
+
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -24,9 +26,10 @@ include: "rules/report.smk"
 
 
 wildcard_constraints:
-    stage="|".join(STAGES),
+    stage="|".join(re.escape(stage) for stage in STAGES),
     strategy="|".join(STRATEGIES),
     run="|".join(SFT_RUNS) or "no-sft-run",
+    prun="|".join(re.escape(run) for run in PREFERENCE_RUNS) or "no-preference-run",
 
 
 # Downloads run where the network is (compute nodes usually have none).

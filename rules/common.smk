@@ -10,12 +10,27 @@ validate(config, schema="../config/schema.yaml")
 IS_DEMO = config["world"] == "demo"
 DEMO_WORLD = "resources/demo_world"
 SFT_RUNS = list(config.get("sft", {}))
-STAGES = config["stages"]
+PREFERENCE = config.get("preference")
+# One preference run per loss × beta, named like a stage: "dpo_nll_beta0.1".
+PREFERENCE_RUNS = (
+    {
+        f"{name}_beta{beta}": {**spec, "beta": beta}
+        for name, spec in PREFERENCE["losses"].items()
+        for beta in PREFERENCE["betas"]
+    }
+    if PREFERENCE
+    else {}
+)
+STAGES = config["stages"] + [
+    run for run in PREFERENCE_RUNS if run not in config["stages"]
+]
 for _stage in STAGES:
-    if _stage != "base" and _stage not in SFT_RUNS:
+    if _stage != "base" and _stage not in SFT_RUNS and _stage not in PREFERENCE_RUNS:
         raise ValueError(
-            f"config stages: {_stage!r} is neither 'base' nor a run defined under 'sft'"
+            f"config stages: {_stage!r} is neither 'base' nor an 'sft' or 'preference' run"
         )
+if PREFERENCE and PREFERENCE["start"] != "base" and PREFERENCE["start"] not in SFT_RUNS:
+    raise ValueError(f"config preference.start: unknown stage {PREFERENCE['start']!r}")
 for _run, _spec in config.get("sft", {}).items():
     if _spec["start"] != "base" and _spec["start"] not in SFT_RUNS:
         raise ValueError(f"config sft.{_run}.start: unknown stage {_spec['start']!r}")
@@ -31,6 +46,7 @@ DEMO_FILES = {
     "warmup_instances": "annotations/instances_train.json",
     "sft_train": "sft/train.json",
     "sft_test": "sft/test.json",
+    "preference": "preference_train.json",
 }
 # And in the real world, after the download rules.
 REAL_FILES = {
@@ -78,16 +94,18 @@ def data_path(name):
 
 def sft_data(name):
     """SFT train/test file: in the demo world, or where the real config points."""
-    return data_path(name) if IS_DEMO else config["real"][name]
+    return data_path(name) if IS_DEMO else config["real"].get(name)
 
 
 def sft_inputs():
     """What SFT jobs read: the demo world, or the real train/test files."""
-    return (
-        [DEMO_WORLD]
-        if IS_DEMO
-        else [config["real"]["sft_train"], config["real"]["sft_test"]]
-    )
+    if IS_DEMO:
+        return [DEMO_WORLD]
+    return [
+        config["real"][key]
+        for key in ("sft_train", "sft_test")
+        if key in config["real"]
+    ]
 
 
 def sft_image_folder(wildcards, input):
@@ -133,6 +151,27 @@ LIBRARY = (
 )  # rules/.. (works when included elsewhere)
 
 
+# The library modules behind the model and its data path; stages add their own on top.
+CORE_CODE = (
+    "model",
+    "atomic.py",
+    "data/collators.py",
+    "data/errors.py",
+    "data/images.py",
+    "data/preprocess.py",
+    "data/special_tokens.py",
+    "data/template.py",
+)
+TRAIN_CODE = (*CORE_CODE, "train/datasets.py", "train/settings.py", "train/trainer.py")
+PREFERENCE_CODE = (
+    *TRAIN_CODE,
+    "train/align.py",
+    "train/logps.py",
+    "train/preference.py",
+    "train/reference_cache.py",
+)
+
+
 def library(*parts):
     """The library sources a job runs, declared as its inputs. Snakemake does not track imported code; it
     reruns a job whose input content changed (checksums, so a mere touch does not). Paths are
@@ -145,6 +184,39 @@ def library(*parts):
     return [os.path.relpath(p) for p in files]
 
 
+def preference_inputs():
+    """What preference jobs read: the demo world, or the real preference file (if configured)."""
+    if IS_DEMO:
+        return [DEMO_WORLD]
+    return [PREFERENCE["data"]] if PREFERENCE else []
+
+
+def preference_data():
+    if IS_DEMO:
+        return data_path("preference")
+    return PREFERENCE["data"] if PREFERENCE else None
+
+
+def preference_image_folder(wildcards, input):
+    return input.data[0] if IS_DEMO else PREFERENCE.get("images")
+
+
+def preference_start_model(wildcards):
+    return model_of(PREFERENCE["start"])
+
+
+def preference_run_settings(wildcards):
+    """Loss hyperparameters of one run (mllm.train.preference.PreferenceSettings)."""
+    spec = PREFERENCE_RUNS[wildcards.prun]
+    return {
+        "loss_type": spec["loss_type"],
+        "beta": spec["beta"],
+        "nll_weight": spec.get("nll_weight", 0.0),
+        "use_average_logp": PREFERENCE.get("use_average_logp", False),
+        "on_bad_record": PREFERENCE.get("on_bad_record", "raise"),
+    }
+
+
 def yesno_outputs():
     """Yes/no accuracy of every stage, when the config asks for it (it needs the SFT test set)."""
     return (
@@ -153,9 +225,8 @@ def yesno_outputs():
 
 
 def train_metrics_outputs():
-    return expand(
-        "results/train/{run}/metrics.json", run=[s for s in STAGES if s in SFT_RUNS]
-    )
+    runs = [s for s in STAGES if s in SFT_RUNS or s in PREFERENCE_RUNS]
+    return expand("results/train/{run}/metrics.json", run=runs)
 
 
 def strategies_of(stage):

@@ -2,7 +2,7 @@ rule decode:
     input:
         model=stage_model,
         benchmark=data_input("benchmark"),
-        code=library("model", "data", "eval/decoding.py"),
+        code=library(*CORE_CODE, "eval/decoding.py"),
     output:
         "results/decode/{stage}/{strategy}.jsonl",
     log:

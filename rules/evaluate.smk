@@ -48,7 +48,7 @@ rule yesno_accuracy:
     input:
         model=stage_model,
         data=sft_inputs(),
-        code=library("model", "data", "eval/decoding.py", "eval/yesno.py"),
+        code=library(*CORE_CODE, "eval/decoding.py", "eval/yesno.py"),
     output:
         metrics="results/yesno/{stage}.json",
         answers="results/yesno/{stage}.answers.jsonl",

@@ -31,7 +31,7 @@ rule build_tokenizer:
 rule warm_up_vision:
     input:
         world=DEMO_WORLD,
-        code=library("model", "data/images.py", "train/vision_warmup.py"),
+        code=library(*CORE_CODE, "train/vision_warmup.py"),
     output:
         weights="results/models/vision_warmup/vpm.safetensors",
         metrics="results/models/vision_warmup/metrics.json",
@@ -60,7 +60,7 @@ rule build_base_model:
         world=DEMO_WORLD,
         tokenizer="results/tokenizer",
         vision="results/models/vision_warmup/vpm.safetensors",
-        code=library("model", "data", "train"),
+        code=library(*TRAIN_CODE, "data/tokenizer.py", "train/pretrain.py"),
     output:
         model=directory("results/models/base"),
         state="results/train/base/trainer_state.json",

@@ -20,6 +20,8 @@ rule report:
     params:
         runs=chair_runs(),
         stages=STAGES,
+        preference_runs=list(PREFERENCE_RUNS),
+        preference_start=PREFERENCE["start"] if PREFERENCE else None,
         world=config["world"],
     script:
         "../workflow_scripts/render_report.py"

@@ -2,7 +2,7 @@ rule train_sft:
     input:
         model=sft_start_model,
         data=sft_inputs(),
-        code=library("model", "data", "train"),
+        code=library(*TRAIN_CODE, "train/sft.py"),
     output:
         model=directory("results/models/{run}"),
         state="results/train/{run}/trainer_state.json",
@@ -25,3 +25,61 @@ rule train_sft:
         checkpoint_dir="resources/checkpoints/{run}",
     script:
         "../workflow_scripts/train_sft.py"
+
+
+rule reference_logps:
+    input:
+        model=preference_start_model,
+        data=preference_inputs(),
+        code=library(*PREFERENCE_CODE),
+    output:
+        logps="results/preference/reference_logps.safetensors",
+        summary="results/preference/reference_logps.json",
+    log:
+        "logs/reference_logps.log",
+    benchmark:
+        "benchmarks/reference_logps.tsv"
+    conda:
+        "../envs/mllm.yaml"
+    threads: THREADS
+    resources:
+        mem_mb=8000,
+        gpu=config["compute"]["eval_gpus"],
+    params:
+        data_file=preference_data(),
+        image_folder=preference_image_folder,
+        max_length=settings("preference", "training", "max_length", default=2048),
+        batch_size=settings("preference", "reference_batch_size", default=8),
+        on_bad_record=settings("preference", "on_bad_record", default="raise"),
+    script:
+        "../workflow_scripts/reference_logps.py"
+
+
+rule train_preference:
+    input:
+        model=preference_start_model,
+        reference="results/preference/reference_logps.safetensors",
+        data=preference_inputs(),
+        code=library(*PREFERENCE_CODE),
+    output:
+        model=directory("results/models/{prun}"),
+        state="results/train/{prun}/trainer_state.json",
+        metrics="results/train/{prun}/metrics.json",
+    log:
+        "logs/train_preference/{prun}.log",
+    benchmark:
+        "benchmarks/train_preference/{prun}.tsv"
+    conda:
+        "../envs/mllm.yaml"
+    threads: THREADS
+    resources:
+        mem_mb=16000,
+        gpu=config["compute"]["train_gpus"],
+    params:
+        preference=preference_run_settings,
+        settings=settings("preference", "training"),
+        data_file=preference_data(),
+        image_folder=preference_image_folder,
+        checkpoint_dir="resources/checkpoints/{prun}",
+    script:
+        "../workflow_scripts/train_preference.py"

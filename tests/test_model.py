@@ -13,12 +13,9 @@ from mllm.model import MLLMConfig, MLLMModel
 from mllm.model.vision import bucketed_position_ids
 from tests.conftest import EOS, PAD, QUERY_NUM, multimodal_batch, strip, tiny_model
 
-MANIFEST = (
-    Path(__file__).resolve().parents[2]
-    / "shared"
-    / "reference"
-    / "exercise_checkpoint_manifest.json"
-)
+# A copy of shared/reference/exercise_checkpoint_manifest.json: state_dict() names and shapes of the
+# exercise's MLLMModel, built on the meta device from its own code.
+MANIFEST = Path(__file__).resolve().parent / "fixtures" / "exercise_checkpoint_manifest.json"
 
 
 # -- fusion -------------------------------------------------------------------------------------

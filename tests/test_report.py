@@ -65,3 +65,31 @@ def test_loss_series_reads_trainer_log_history():
         [{"step": 5, "loss": 1.0}, {"step": 5, "eval_loss": 2.0}, {"step": 6, "learning_rate": 1}]
     )
     assert series == {"train loss": [(5, 1.0)], "eval loss": [(5, 2.0)]}
+
+
+def test_preference_section_compares_start_and_runs():
+    history = [
+        {
+            "step": 10,
+            "loss": 0.6,
+            "rewards/chosen": 0.1,
+            "rewards/rejected": -0.1,
+            "rewards/margins": 0.2,
+            "rewards/accuracies": 0.75,
+        }
+    ]
+    page = render(
+        ReportInputs(
+            chair={
+                ("base", "sampling"): chair_metrics(30.0, []),
+                ("nca_beta0.1", "sampling"): chair_metrics(10.0, []),
+            },
+            stages=["base", "nca_beta0.1"],
+            training={"nca_beta0.1": {"metrics": {}, "log_history": history}},
+            preference_runs=["nca_beta0.1"],
+            preference_start="base",
+        )
+    )
+    assert "Preference alignment" in page and "Supervised fine-tuning" not in page
+    assert "<td>base (start)</td><td>30.0</td>" in page
+    assert "<td>nca_beta0.1</td><td>10.0</td>" in page and "<td>0.200</td><td>0.75</td>" in page

@@ -48,9 +48,11 @@ def test_dry_run_of_the_default_config_plans_the_whole_dag(tmp_path):
         "build_base_model": 1,
         "build_chair_cache": 1,
         "train_sft": 2,  # LoRA and full fine-tuning
-        "yesno_accuracy": 3,  # base and both SFT runs
-        "decode": 5,  # base × 3 strategies, each SFT run × sampling
-        "chair": 5,
+        "reference_logps": 1,  # scored once, shared by every preference run
+        "train_preference": 3,  # dpo, dpo + NLL, nca at one beta
+        "yesno_accuracy": 6,  # every stage
+        "decode": 8,  # base × 3 strategies, every trained stage × sampling
+        "chair": 8,
         "report": 1,
     }
 
@@ -100,6 +102,11 @@ def test_tiny_end_to_end_run_writes_the_report(tiny_run):
         assert yesno["n"] == 20 and 0 <= yesno["accuracy"] <= 1
     metrics = json.loads((workdir / "results" / "train" / "sft" / "metrics.json").read_text())
     assert metrics["global_step"] == 4 and "eval_loss_before" in metrics
+    assert "Preference alignment" in report
+    history = json.loads((workdir / "results/train/nca_beta0.1/trainer_state.json").read_text())[
+        "log_history"
+    ]
+    assert any("rewards/margins" in entry for entry in history)
     for strategy in ("sampling", "greedy", "beam"):
         answers = (
             (workdir / "results" / "decode" / "base" / f"{strategy}.jsonl").read_text().splitlines()
@@ -142,6 +149,25 @@ def test_changing_the_lora_rank_reruns_only_sft_and_what_depends_on_it(tiny_run)
         "report": 1,
     }
     assert "results/decode/sft/greedy.jsonl" in result.stdout
+
+
+@pytest.mark.slow
+def test_changing_one_beta_reruns_only_that_preference_run_not_the_reference(tiny_run):
+    workdir, config = tiny_run
+    changed = yaml.safe_load(config.read_text())
+    changed["preference"]["betas"] = [0.1, 0.3]
+    changed_path = workdir / "beta.yaml"
+    changed_path.write_text(yaml.safe_dump(changed))
+    result = snakemake("-n", "report", workdir=workdir, configfile=changed_path)
+    jobs = planned_jobs(result.stdout)
+    assert jobs == {
+        "train_preference": 1,
+        "yesno_accuracy": 1,
+        "decode": 1,
+        "chair": 1,
+        "report": 1,
+    }
+    assert "results/models/nca_beta0.3" in result.stdout and "reference_logps" not in jobs
 
 
 @pytest.mark.slow

@@ -81,6 +81,9 @@ def test_real_world_config_runs_to_the_report_from_local_sources(tmp_path):
     for strategy in config["decoding"]["strategies"].values():
         strategy["max_new_tokens"] = 6
     config["compute"] = {"threads": 1, "train_gpus": 0, "eval_gpus": 0}
+    for section in ("sft", "yesno"):  # the fixtures hold no SFT data: the base stage only
+        del config[section]
+    config["stages"] = ["base"]
     workdir = tmp_path / "run"
     workdir.mkdir()
     config_path = workdir / "config.yaml"

@@ -31,6 +31,8 @@ inputs = ReportInputs(
     stages=stages,
     yesno={Path(path).stem: read(path) for path in snakemake.input.yesno},
     training=training,
+    preference_runs=list(snakemake.params.preference_runs),
+    preference_start=snakemake.params.preference_start,
     provenance=collect_provenance(world=snakemake.params.world),
 )
 write_report(inputs, snakemake.output[0])

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mllm.atomic import write_text
-from mllm.report.plots import loss_curves_png
+from mllm.report.plots import loss_curves_png, preference_curves_png
 
 CHAIR_COLUMNS = ("CHAIRs", "CHAIRi", "Recall", "Len")
 
@@ -36,6 +36,13 @@ code { background: #f4f4f4; padding: 0 3px; }
 """
 
 
+# CHAIRs / CHAIRi / Recall / Len after preference alignment on the real model (EXERCISE_SPEC 4.1, 6).
+PREFERENCE_REFERENCES = {
+    "exercise bar (from 32.7 / 8.5)": ("< 29.5", "< 7.8", "", ""),
+    "[L] SFT + NCA β .1": (24.3, 7.3, 62.6, 126.0),
+    "[Q0] DPO β .5, greedy": (18.0, 5.1, 54.9, 108.9),
+}
+
 # Yes/no accuracy on the exercise's 474 test questions (EXERCISE_SPEC 6, fork [L]).
 YESNO_REFERENCES = {
     "[L] base": "0.693–0.696",
@@ -50,6 +57,8 @@ class ReportInputs:
     stages: list[str] = field(default_factory=list)
     yesno: Mapping[str, Mapping] = field(default_factory=dict)  # stage -> yes/no metrics
     training: Mapping[str, Mapping] = field(default_factory=dict)  # run -> {metrics, log_history}
+    preference_runs: list[str] = field(default_factory=list)  # which training runs are DPO/NCA
+    preference_start: str | None = None
     provenance: Mapping[str, str] = field(default_factory=dict)
     samples_per_strategy: int = 4
 
@@ -114,12 +123,13 @@ def png_img(png: bytes, alt: str) -> str:
 
 def sft_section(inputs: ReportInputs) -> str:
     """Base vs each SFT run: eval loss, yes/no accuracy and what SFT did to captioning (CHAIR)."""
-    if not inputs.training:
+    sft_runs = {run: t for run, t in inputs.training.items() if run not in inputs.preference_runs}
+    if not sft_runs:
         return ""
-    strategy = next((s for (stage, s) in inputs.chair if stage in inputs.training), None)
+    strategy = next((s for (stage, s) in inputs.chair if stage in sft_runs), None)
     rows = []
-    for stage in inputs.stages:
-        training = inputs.training.get(stage, {}).get("metrics", {})
+    for stage in ["base", *sft_runs]:
+        training = sft_runs.get(stage, {}).get("metrics", {})
         yesno = inputs.yesno.get(stage, {})
         chair = inputs.chair.get((stage, strategy), {})
         base_eval = next(
@@ -160,6 +170,39 @@ The CHAIR columns show what fine-tuning on short answers did to captioning.</p>
 {png_img(curves, "SFT train and eval loss")}"""
 
 
+def preference_section(inputs: ReportInputs) -> str:
+    """CHAIR of the starting model vs every loss × β run, with the final rewards and the curves."""
+    runs = [run for run in inputs.preference_runs if run in inputs.training]
+    if not runs:
+        return ""
+    strategy = next((s for (stage, s) in inputs.chair if stage in runs), None)
+    rows = []
+    for stage in [inputs.preference_start, *runs]:
+        chair = inputs.chair.get((stage, strategy), {})
+        history = inputs.training.get(stage, {}).get("log_history", [])
+        last = next((e for e in reversed(history) if "rewards/margins" in e), {})
+        rows.append(
+            [
+                stage if stage in runs else f"{stage} (start)",
+                *("–" if not chair else f"{chair[c]:.1f}" for c in CHAIR_COLUMNS),
+                "–" if not last else f"{last['rewards/margins']:.3f}",
+                "–" if not last else f"{last['rewards/accuracies']:.2f}",
+            ]
+        )
+    classes = [""] * len(rows)
+    for name, values in PREFERENCE_REFERENCES.items():
+        rows.append([name, *values, "", ""])
+        classes.append("reference")
+    headers = [f"model ({strategy})", *CHAIR_COLUMNS, "final margin", "final reward acc."]
+    curves = preference_curves_png({run: inputs.training[run]["log_history"] for run in runs})
+    return f"""<h2>Preference alignment</h2>
+<p>Each run starts from <code>{html.escape(str(inputs.preference_start))}</code>, which is also the
+reference model (its log-probs are scored once and cached). Rewards are β·(log π − log π_ref).
+Grey rows: the exercise's bar and forks' results on the real 8B model.</p>
+{table(headers, rows, classes)}
+{png_img(curves, "preference loss and rewards")}"""
+
+
 def render(inputs: ReportInputs) -> str:
     analyzers = sorted({m["analyzer"]["name"] for m in inputs.chair.values()})
     provenance = table(["item", "value"], [[k, v] for k, v in inputs.provenance.items()])
@@ -174,6 +217,7 @@ Grey rows: the exercise's numbers for the real 8B model, for context.
 Text analyzer: <code>{html.escape(", ".join(analyzers))}</code>.</p>
 {chair_table(inputs.chair)}
 {sft_section(inputs)}
+{preference_section(inputs)}
 <h2>Sample captions</h2>
 <p>Hallucinated object words are <span class="hallucinated">marked</span>.</p>
 {samples_section(inputs.chair, inputs.samples_per_strategy)}

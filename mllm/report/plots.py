@@ -43,3 +43,35 @@ def loss_curves_png(runs: Mapping[str, list[dict]], title: str) -> bytes:
     figure.savefig(buffer, format="png", dpi=110)
     plt.close(figure)
     return buffer.getvalue()
+
+
+PREFERENCE_PANELS = (
+    ("loss", "loss"),
+    ("rewards/chosen", "reward of chosen"),
+    ("rewards/rejected", "reward of rejected"),
+    ("rewards/margins", "reward margin"),
+    ("rewards/accuracies", "reward accuracy"),
+)
+
+
+def preference_curves_png(runs: Mapping[str, list[dict]]) -> bytes:
+    """Loss and implicit rewards (β·log π/π_ref) of every preference run against the step."""
+    figure, axes = plt.subplots(
+        1, len(PREFERENCE_PANELS), figsize=(4 * len(PREFERENCE_PANELS), 3.4)
+    )
+    for axis, (key, label) in zip(axes, PREFERENCE_PANELS, strict=True):
+        for run, history in runs.items():
+            points = [(e["step"], float(e[key])) for e in history if key in e]
+            if points:
+                steps, values = zip(*points, strict=True)
+                axis.plot(steps, values, label=run)
+        axis.set_title(label)
+        axis.set_xlabel("optimizer step")
+        axis.grid(alpha=0.3)
+    axes[0].legend()
+    figure.suptitle("Preference alignment")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    plt.close(figure)
+    return buffer.getvalue()
