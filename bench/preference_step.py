@@ -1,0 +1,81 @@
+"""Cost of one preference training step (policy forward/backward on [chosen; rejected], reference
+log-probs from the cache) relative to one SFT step on the same concatenated batch.
+
+Run after `make report` (uses the demo base model and preference data):
+
+    .venv/bin/python bench/preference_step.py [--pairs 8] [--steps 10]
+
+The point of the cache: no reference forward during training, so the ratio should stay near 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from mllm.data.collators import sft_collate
+from mllm.model.io import load_model
+from mllm.train.align import preference_dataset
+from mllm.train.logps import concatenated_logps
+from mllm.train.preference import PreferenceSettings, collate_preference_pairs, preference_loss
+from mllm.train.reference_cache import score_reference
+
+
+def timed(step, steps: int) -> float:
+    step()  # warm-up
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="results/models/base")
+    parser.add_argument("--data", default="resources/demo_world/preference_train.json")
+    parser.add_argument("--images", default="resources/demo_world")
+    parser.add_argument("--pairs", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=10)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    loaded = load_model(args.model)
+    dataset = preference_dataset(
+        loaded, args.data, args.images, max_length=256, on_bad_record="raise"
+    )
+    subset = [dataset[i] for i in range(args.pairs)]
+    reference = score_reference(
+        loaded.model, torch.utils.data.Subset(dataset, range(args.pairs)), args.pairs
+    )
+    model = loaded.model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
+    pairs_batch = collate_preference_pairs(subset)
+    rows = [pair["chosen"] for pair in subset] + [pair["rejected"] for pair in subset]
+    sft_batch = sft_collate(rows, max_length=256)
+    settings = PreferenceSettings(loss_type="dpo", beta=0.1)
+
+    def sft_step():
+        model(**sft_batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def preference_step():
+        policy = concatenated_logps(model, pairs_batch).score(False)
+        ref_chosen, ref_rejected = reference.lookup(pairs_batch["pair_indices"], False)
+        n = args.pairs
+        preference_loss(
+            policy[:n], policy[n:], ref_chosen, ref_rejected, settings.beta, "dpo"
+        ).losses.mean().backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    sft = timed(sft_step, args.steps)
+    preference = timed(preference_step, args.steps)
+    print(f"rows per batch: {2 * args.pairs}, tokens: {sft_batch['input_ids'].numel()}")
+    print(f"SFT step        {sft * 1000:8.1f} ms")
+    print(f"preference step {preference * 1000:8.1f} ms   ratio {preference / sft:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
