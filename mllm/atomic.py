@@ -13,6 +13,13 @@ from pathlib import Path
 from typing import Any
 
 
+def _permissions(base: int) -> int:
+    """``base`` under the process umask: temp files are private (0600/0700); outputs must not be."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return base & ~umask
+
+
 @contextmanager
 def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; it replaces ``path`` only if the block succeeds."""
@@ -22,6 +29,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     os.close(descriptor)
     try:
         yield Path(scratch)
+        os.chmod(scratch, _permissions(0o666))
         os.replace(scratch, path)
     finally:
         if os.path.exists(scratch):
@@ -49,6 +57,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield scratch
+        os.chmod(scratch, _permissions(0o777))
         if path.exists():
             shutil.rmtree(path)
         os.replace(scratch, path)
