@@ -193,9 +193,9 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_like_an_uninterrupted
 
 def test_checkpoints_of_a_run_with_other_settings_are_not_resumed(tmp_path, base_and_data):
     train, test = base_and_data
-    run_sft(tmp_path, train, test)
-    assert (tmp_path / "checkpoints" / "checkpoint-6").exists()
-    again = run_sft(tmp_path, train, test)  # same inputs: the finished run's checkpoint is reused
-    assert again["resumed_from"] == "checkpoint-6"
-    changed = run_sft(tmp_path, train, test, learning_rate=5e-4)
-    assert changed["resumed_from"] is None and changed["global_step"] == 6
+    stale = tmp_path / "checkpoints" / "checkpoint-4"
+    stale.mkdir(parents=True)  # left by a killed run with other inputs (no fingerprint marker)
+    (stale / "trainer_state.json").write_text("{}")
+    metrics = run_sft(tmp_path, train, test)
+    assert metrics["resumed_from"] is None and metrics["global_step"] == 6
+    assert not (tmp_path / "checkpoints").exists()  # a finished run cleans up its checkpoints

@@ -135,7 +135,8 @@ def train(
     trainer_kwargs: dict | None = None,
 ) -> dict:
     """Train, resuming from the newest checkpoint in ``checkpoint_dir`` if one exists, then write the
-    final (LoRA-merged) model to ``model_dir`` and the Trainer state and metrics beside it.
+    final (LoRA-merged) model to ``model_dir`` and the Trainer state and metrics beside it, and
+    remove the checkpoints.
 
     ``checkpoint_dir`` lies outside the rule's declared outputs: Snakemake deletes outputs before a
     job starts, and a killed job must find its checkpoints on rerun.
@@ -181,4 +182,7 @@ def train(
     save_model(final, tokenizer, model_dir)
     trainer.state.save_to_json(str(state_path))
     write_json(metrics_path, metrics)
+    # Checkpoints only serve a killed run. Once the outputs exist they are dead weight (GBs for a
+    # real model), and resuming a *finished* run would make the Trainer take extra steps.
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return metrics
