@@ -68,6 +68,28 @@ class SupervisedDataset(Dataset):
         ]
         self._cache = samples if cache else None
 
+    @classmethod
+    def from_file(
+        cls,
+        path: str | os.PathLike,
+        tokenizer: PreTrainedTokenizerBase,
+        image_processor: ImageProcessor,
+        *,
+        query_num: int,
+        max_length: int,
+        image_folder: str | os.PathLike | None = None,
+    ) -> SupervisedDataset:
+        """The records of an SFT JSON file, with errors naming that file."""
+        return cls(
+            read_json_records(path),
+            tokenizer,
+            image_processor,
+            query_num=query_num,
+            max_length=max_length,
+            image_folder=str(image_folder) if image_folder is not None else None,
+            source=str(path),
+        )
+
     def _build(self, index: int) -> dict:
         record = self.records[index]
         try:

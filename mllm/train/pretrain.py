@@ -103,14 +103,13 @@ def build_base_model(
     torch.manual_seed(settings.seed)
     model = MLLMModel(config)
     model.vpm.load_state_dict(load_file(str(vision_weights)))
-    dataset = SupervisedDataset(
-        read_json_records(train_file),
+    dataset = SupervisedDataset.from_file(
+        train_file,
         tokenizer,
         image_processor_for(config),
         query_num=config.query_num,
         max_length=settings.max_length,
-        image_folder=str(image_folder),
-        source=str(train_file),
+        image_folder=image_folder,
     )
     return train(
         model,

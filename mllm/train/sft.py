@@ -6,7 +6,7 @@ import os
 
 from mllm.model.io import load_model
 
-from .datasets import SupervisedDataset, read_json_records
+from .datasets import SupervisedDataset
 from .settings import TrainSettings
 from .trainer import train
 
@@ -28,14 +28,13 @@ def train_sft(
     loaded = load_model(start_model_dir, attn_implementation="sdpa")
 
     def dataset(path):
-        return SupervisedDataset(
-            read_json_records(path),
+        return SupervisedDataset.from_file(
+            path,
             loaded.tokenizer,
             loaded.image_processor,
             query_num=loaded.model.config.query_num,
             max_length=settings.max_length,
-            image_folder=str(image_folder) if image_folder is not None else None,
-            source=str(path),
+            image_folder=image_folder,
         )
 
     return train(
