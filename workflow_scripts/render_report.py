@@ -1,38 +1,32 @@
 """Snakemake adapter: render results/report/index.html from the metric artifacts (mllm.report)."""
 
-import json
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mllm.report.html import ReportInputs, write_report
-from mllm.report.provenance import collect_provenance
+from mllm.report.html import write_report
+from mllm.report.inputs import collect_inputs
 from mllm.runtime import start_job
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 
-def read(path):
-    return json.loads(Path(path).read_text())
-
-
 start_job(snakemake.log[0], snakemake.threads)
-stages = list(snakemake.params.stages)
-training = {}
-for metrics_path in snakemake.input.training:
-    run = Path(metrics_path).parent.name
-    state = read(Path(metrics_path).with_name("trainer_state.json"))
-    training[run] = {"metrics": read(metrics_path), "log_history": state["log_history"]}
-inputs = ReportInputs(
-    chair={
-        tuple(run): read(path)
-        for run, path in zip(snakemake.params.runs, snakemake.input.chair, strict=True)
-    },
-    stages=stages,
-    yesno={Path(path).stem: read(path) for path in snakemake.input.yesno},
-    training=training,
-    preference_runs=list(snakemake.params.preference_runs),
+inputs = collect_inputs(
+    chair=dict(zip(map(tuple, snakemake.params.runs), snakemake.input.chair, strict=True)),
+    stages=list(snakemake.params.stages),
+    yesno=list(snakemake.input.yesno),
+    training=list(snakemake.input.training),
+    grounding=list(snakemake.input.grounding),
+    grounding_run=snakemake.params.grounding_run,
+    grounding_image_folder=snakemake.params.grounding_image_folder,
+    job_benchmarks=dict(
+        zip(snakemake.input.job_benchmarks, snakemake.params.benchmark_stages, strict=True)
+    ),
+    benchmark=snakemake.params.benchmark,
+    image_folder=snakemake.params.image_folder,
+    preference_runs=dict(snakemake.params.preference_runs),
     preference_start=snakemake.params.preference_start,
-    provenance=collect_provenance(world=snakemake.params.world),
+    config=dict(snakemake.params.config),
+    world=snakemake.params.world,
 )
-write_report(inputs, snakemake.output[0])
+write_report(inputs, snakemake.output.page, snakemake.output.figures, snakemake.output.headline)

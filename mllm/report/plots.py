@@ -45,12 +45,12 @@ def loss_curves_png(runs: Mapping[str, list[dict]], title: str) -> bytes:
     return buffer.getvalue()
 
 
-PREFERENCE_PANELS = (
-    ("loss", "loss"),
-    ("rewards/chosen", "reward of chosen"),
-    ("rewards/rejected", "reward of rejected"),
-    ("rewards/margins", "reward margin"),
-    ("rewards/accuracies", "reward accuracy"),
+PREFERENCE_PANELS = (  # log_history key, panel title, y-axis label
+    ("loss", "loss", "preference loss"),
+    ("rewards/chosen", "reward of chosen", "β·log π/π_ref (chosen)"),
+    ("rewards/rejected", "reward of rejected", "β·log π/π_ref (rejected)"),
+    ("rewards/margins", "reward margin", "chosen − rejected reward"),
+    ("rewards/accuracies", "reward accuracy", "share of pairs with margin > 0"),
 )
 
 
@@ -59,14 +59,15 @@ def preference_curves_png(runs: Mapping[str, list[dict]]) -> bytes:
     figure, axes = plt.subplots(
         1, len(PREFERENCE_PANELS), figsize=(4 * len(PREFERENCE_PANELS), 3.4)
     )
-    for axis, (key, label) in zip(axes, PREFERENCE_PANELS, strict=True):
+    for axis, (key, title, ylabel) in zip(axes, PREFERENCE_PANELS, strict=True):
         for run, history in runs.items():
             points = [(e["step"], float(e[key])) for e in history if key in e]
             if points:
                 steps, values = zip(*points, strict=True)
                 axis.plot(steps, values, label=run)
-        axis.set_title(label)
+        axis.set_title(title)
         axis.set_xlabel("optimizer step")
+        axis.set_ylabel(ylabel)
         axis.grid(alpha=0.3)
     axes[0].legend()
     figure.suptitle("Preference alignment")

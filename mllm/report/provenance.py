@@ -2,20 +2,40 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
-PACKAGES = ("torch", "transformers", "peft", "tokenizers", "snakemake", "nltk")
+PACKAGES = (
+    "torch",
+    "transformers",
+    "peft",
+    "tokenizers",
+    "snakemake",
+    "nltk",
+    "textblob",
+    "numpy",
+    "matplotlib",
+)
+CODE = Path(__file__).resolve().parent  # the library's own checkout, whatever the working dir
 
 
 def git_revision() -> str:
     try:
         revision = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=CODE,
         )
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            cwd=CODE,
         )
         return revision.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.CalledProcessError):
@@ -32,14 +52,39 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def memory_gib() -> float | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def collect_provenance(**extra: str) -> dict[str, str]:
+    """The machine that rendered the report; training ran on the machines of its jobs (on a
+    cluster, see the benchmark files and SLURM logs), which this cannot see."""
     import torch
 
+    memory = memory_gib()
+    gpus = (
+        ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+        or "no GPU"
+    )
     return {
         **{key: str(value) for key, value in extra.items()},
         "git revision": git_revision(),
         **{f"{name} version": v for name, v in package_versions().items()},
         "python": platform.python_version(),
-        "hardware": f"{platform.machine()}, {torch.get_num_threads()} CPU threads"
-        + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"),
+        "hardware (report job)": f"{platform.machine()}, {cpu_model()}, {os.cpu_count()} CPUs"
+        + (f", {memory:.0f} GiB RAM" if memory else "")
+        + f", {gpus}",
     }
