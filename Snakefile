@@ -22,6 +22,13 @@ include: "rules/model.smk"
 include: "rules/train.smk"
 include: "rules/decode.smk"
 include: "rules/evaluate.smk"
+
+
+if GROUNDING:
+
+    include: "rules/grounding.smk"
+
+
 include: "rules/report.smk"
 
 
@@ -30,6 +37,10 @@ wildcard_constraints:
     strategy="|".join(STRATEGIES),
     run="|".join(SFT_RUNS) or "no-sft-run",
     prun="|".join(re.escape(run) for run in PREFERENCE_RUNS) or "no-preference-run",
+    dataset=(
+        "|".join(map(re.escape, GROUNDING["splits"])) if GROUNDING else "no-grounding"
+    ),
+    split="[A-Za-z0-9]+",
 
 
 # Downloads run where the network is (compute nodes usually have none).

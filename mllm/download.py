@@ -21,7 +21,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -394,8 +394,32 @@ def fetch_coco_annotations(
     Every file is validated before any is moved into place, so a broken source leaves ``dest_dir``
     as it was. ``sha256`` checks the zip; a folder has no single digest to check.
     """
-    dest_dir = Path(dest_dir)
     names = {f"{kind}_{split}.json": kind for kind in COCO_REQUIRED_KEYS for split in splits}
+    return _fetch_file_set(
+        source,
+        Path(dest_dir),
+        {name: f"annotations/{name}" for name in names},
+        locate=_coco_file_in,
+        validate=lambda path, name: _validate_coco(
+            path, COCO_REQUIRED_KEYS[names[name]], f"{source}: {name}"
+        ),
+        sha256=sha256,
+    )
+
+
+def _fetch_file_set(
+    source: str,
+    dest_dir: Path,
+    members: dict[str, str],
+    *,
+    locate: Callable[[Path, str], Path],
+    validate: Callable[[Path, str], None],
+    sha256: str | None,
+) -> dict:
+    """Fetch several files from one zip (URL or local; ``members`` maps each file name to its
+    member) or from a local folder (``locate(folder, name)`` finds each), check every one, then
+    move them into ``dest_dir`` together, so a broken source leaves ``dest_dir`` as it was.
+    ``sha256`` checks the zip; a folder has no single digest to check."""
     local = _local_path(source)
     folder = local if local is not None and local.is_dir() else None
     if folder is not None and sha256 is not None:
@@ -405,16 +429,16 @@ def fetch_coco_annotations(
             archive = work / "archive.zip"
             archive_digest, archive_size = _fetch_bytes(source, archive, sha256=sha256)
             files = {
-                name: _extract_member(archive, f"annotations/{name}", work / name, source)
-                for name in names
+                name: _extract_member(archive, member, work / name, source)
+                for name, member in members.items()
             }
         else:
             archive_digest = archive_size = None
-            files = {name: _fetch_bytes(_coco_file_in(folder, name), work / name) for name in names}
-        for name, kind in names.items():
-            _validate_coco(work / name, COCO_REQUIRED_KEYS[kind], f"{source}: {name}")
+            files = {name: _fetch_bytes(locate(folder, name), work / name) for name in members}
+        for name in members:
+            validate(work / name, name)
         dest_dir.mkdir(parents=True, exist_ok=True)
-        for name in names:
+        for name in members:
             os.replace(work / name, dest_dir / name)
     return {
         "source": source,
@@ -500,6 +524,80 @@ def _validate_question(line: str, where: str) -> None:
     missing = [field for field in BENCHMARK_FIELDS if record.get(field) in (None, "")]
     if missing:
         raise FetchError(f"{where}: missing {', '.join(missing)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Grounding: REC annotation files and the COCO images they point into
+# ---------------------------------------------------------------------------------------------
+
+
+def fetch_rec_files(
+    source: str, dest_dir: Path, names: Sequence[str], *, sha256: str | None = None
+) -> dict:
+    """Write ``dest_dir/<name>`` for each REC JSONL in ``names`` from an annotation zip (URL or
+    local; members matched by file name, since Shikra's zip layout is undocumented) or a folder.
+
+    Each file's first record must parse as a JSON object, so a Drive HTML page or a truncated
+    download fails here with its name; all files move into place together or none does.
+    """
+    return _fetch_file_set(
+        source,
+        Path(dest_dir),
+        {name: name for name in names},
+        locate=lambda folder, name: folder / name,
+        validate=lambda path, name: _validate_jsonl_head(path, f"{source}: {name}"),
+        sha256=sha256,
+    )
+
+
+def _validate_jsonl_head(path: Path, label: str) -> None:
+    with open(path, encoding="utf-8", errors="replace") as lines:
+        first = next((line for line in lines if line.strip()), None)
+    if first is None:
+        raise FetchError(f"{label}: empty file")
+    try:
+        record = json.loads(first)
+    except json.JSONDecodeError as error:
+        raise FetchError(f"{label}: the first line is not JSON ({error.msg})") from error
+    if not isinstance(record, dict):
+        raise FetchError(f"{label}: the first line is not a JSON object")
+
+
+def fetch_image_folder(source: str, dest: Path, *, sha256: str | None = None) -> dict:
+    """Unpack an image zip (URL or local, e.g. COCO's ``train2014.zip``) into the folder ``dest``.
+
+    The archive's single top folder (``train2014/``) is stripped, so image paths in the REC files
+    resolve against ``dest``. Members that would land outside ``dest`` are refused. The folder
+    appears only once complete.
+    """
+    dest = Path(dest)
+    with atomic_directory(dest) as scratch, _scratch_dir(dest) as work:
+        archive = work / "archive.zip"
+        digest, size = _fetch_bytes(source, archive, sha256=sha256)
+        try:
+            with zipfile.ZipFile(archive) as bundle:
+                images = _unpack_images(bundle, Path(scratch), source)
+        except zipfile.BadZipFile as error:
+            raise FetchError(f"{source}: not a readable zip archive ({error})") from error
+    return {"source": source, "sha256": digest, "bytes": size, "images": images}
+
+
+def _unpack_images(bundle: zipfile.ZipFile, target: Path, source: str) -> int:
+    members = [info for info in bundle.infolist() if not info.is_dir()]
+    if not members:
+        raise FetchError(f"{source}: the archive holds no files")
+    for info in members:
+        name = PurePosixPath(info.filename)
+        if name.is_absolute() or ".." in name.parts:
+            raise FetchError(f"{source}: unsafe member path {info.filename!r}")
+    tops = {PurePosixPath(info.filename).parts[0] for info in members}
+    strip = 1 if len(tops) == 1 and all("/" in info.filename for info in members) else 0
+    for info in members:
+        path = target.joinpath(*PurePosixPath(info.filename).parts[strip:])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with bundle.open(info) as reader, open(path, "wb") as writer:
+            shutil.copyfileobj(reader, writer, CHUNK_BYTES)
+    return len(members)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,17 +8,23 @@ import sys
 from pathlib import Path
 
 
-def start_job(log_path: str | os.PathLike, threads: int = 1) -> None:
+def start_job(log_path: str | os.PathLike | None, threads: int = 1) -> None:
     """Send stdout/stderr (tqdm bars included) and logging to ``log_path``; use ``threads`` CPU threads.
 
     Snakemake keeps the log of a failed job and names it in its error message, so everything a
-    user needs to debug a failure must land there.
+    user needs to debug a failure must land there. ``log_path=None`` keeps stdout/stderr: a
+    ``shell:`` rule has redirected them into the log already. Under torchrun the job's threads are
+    split among its ranks, and only rank 0 logs below warnings (N copies of each line help no one).
     """
-    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-    stream = open(log_path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives as long as the job
-    sys.stdout = sys.stderr = stream
+    from mllm.distributed import is_main_process, world_size
+
+    stream = sys.stderr
+    if log_path is not None:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        stream = open(log_path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives as long as the job
+        sys.stdout = sys.stderr = stream
     logging.basicConfig(
-        level=logging.INFO,
+        level=logging.INFO if is_main_process() else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=stream,
         force=True,
@@ -26,4 +32,4 @@ def start_job(log_path: str | os.PathLike, threads: int = 1) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
 
-    torch.set_num_threads(max(1, threads))
+    torch.set_num_threads(max(1, threads // world_size()))

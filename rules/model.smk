@@ -76,10 +76,17 @@ rule build_base_model:
         mem_mb=8000,
         gpu=config["compute"]["train_gpus"],
     params:
-        architecture=settings("architecture"),
-        image_processing=settings("image_processing"),
-        settings=settings("base_model", default={}),
-        train_file=f"{DEMO_WORLD}/{DEMO_FILES['pretrain']}",
-        checkpoint_dir="resources/checkpoints/base",
-    script:
-        "../workflow_scripts/build_base_model.py"
+        launch=launcher,
+        spec=job_spec(
+            architecture=settings("architecture"),
+            image_processing=settings("image_processing"),
+            settings=settings("base_model", default={}),
+            train_file=f"{DEMO_WORLD}/{DEMO_FILES['pretrain']}",
+            image_folder=DEMO_WORLD,
+            checkpoint_dir="resources/checkpoints/base",
+        ),
+    shell:
+        "{params.launch} build_base_model --threads {threads} --spec {params.spec:q}"
+        " tokenizer_dir={input.tokenizer:q} vision_weights={input.vision:q}"
+        " model_dir={output.model:q} state_path={output.state:q}"
+        " metrics_path={output.metrics:q} > {log:q} 2>&1"

@@ -18,13 +18,58 @@ rule train_sft:
         mem_mb=16000,
         gpu=config["compute"]["train_gpus"],
     params:
-        settings=sft_settings,
-        train_file=sft_data("sft_train"),
-        eval_file=sft_data("sft_test"),
-        image_folder=sft_image_folder,
-        checkpoint_dir="resources/checkpoints/{run}",
+        launch=launcher,
+        spec=job_spec(
+            settings=sft_settings,
+            train_file=sft_data("sft_train"),
+            eval_file=sft_data("sft_test"),
+            image_folder=sft_image_folder,
+            checkpoint_dir="resources/checkpoints/{run}",
+        ),
+    shell:
+        "{params.launch} train_sft --threads {threads} --spec {params.spec:q}"
+        " start_model_dir={input.model:q} model_dir={output.model:q}"
+        " state_path={output.state:q} metrics_path={output.metrics:q} > {log:q} 2>&1"
+
+
+rule build_preference_pairs:
+    input:
+        model=preference_start_model,
+        data=on_policy_inputs(),
+        nltk_data=nltk_data_input(),
+        code=library(
+            *CORE_CODE,
+            "eval/decoding.py",
+            "eval/chair.py",
+            "eval/chair_lexicon.py",
+            "eval/text_analysis.py",
+            "train/datasets.py",
+            "train/onpolicy_pairs.py",
+        ),
+    output:
+        pairs=ON_POLICY_PAIRS,
+        summary="results/preference/pairs_summary.json",
+        samples="results/preference/pairs_samples.jsonl",
+    log:
+        "logs/build_preference_pairs.log",
+    benchmark:
+        "benchmarks/build_preference_pairs.tsv"
+    conda:
+        "../envs/mllm.yaml"
+    threads: THREADS
+    resources:
+        mem_mb=8000,
+        gpu=config["compute"]["eval_gpus"],
+    params:
+        prompts=on_policy_prompts(),
+        image_folder=on_policy_image_folder,
+        instances=on_policy_gt("instances"),
+        captions=on_policy_gt("captions"),
+        generation=on_policy_generation(),
+        settings=on_policy_settings(),
+        analyzer=config["chair"].get("analyzer", "auto"),
     script:
-        "../workflow_scripts/train_sft.py"
+        "../workflow_scripts/build_preference_pairs.py"
 
 
 rule reference_logps:
@@ -46,13 +91,18 @@ rule reference_logps:
         mem_mb=8000,
         gpu=config["compute"]["eval_gpus"],
     params:
-        data_file=preference_data(),
-        image_folder=preference_image_folder,
-        max_length=settings("preference", "training", "max_length", default=2048),
-        batch_size=settings("preference", "reference_batch_size", default=8),
-        on_bad_record=settings("preference", "on_bad_record", default="raise"),
-    script:
-        "../workflow_scripts/reference_logps.py"
+        launch=launcher,
+        spec=job_spec(
+            data_file=preference_data(),
+            image_folder=preference_image_folder,
+            max_length=settings("preference", "training", "max_length", default=2048),
+            batch_size=settings("preference", "reference_batch_size", default=8),
+            on_bad_record=settings("preference", "on_bad_record", default="raise"),
+        ),
+    shell:
+        "{params.launch} reference_logps --threads {threads} --spec {params.spec:q}"
+        " model_dir={input.model:q} output_path={output.logps:q}"
+        " summary_path={output.summary:q} > {log:q} 2>&1"
 
 
 rule train_preference:
@@ -76,10 +126,16 @@ rule train_preference:
         mem_mb=16000,
         gpu=config["compute"]["train_gpus"],
     params:
-        preference=preference_run_settings,
-        settings=settings("preference", "training"),
-        data_file=preference_data(),
-        image_folder=preference_image_folder,
-        checkpoint_dir="resources/checkpoints/{prun}",
-    script:
-        "../workflow_scripts/train_preference.py"
+        launch=launcher,
+        spec=job_spec(
+            preference=preference_run_settings,
+            settings=settings("preference", "training"),
+            data_file=preference_data(),
+            image_folder=preference_image_folder,
+            checkpoint_dir="resources/checkpoints/{prun}",
+        ),
+    shell:
+        "{params.launch} train_preference --threads {threads} --spec {params.spec:q}"
+        " start_model_dir={input.model:q} reference_path={input.reference:q}"
+        " model_dir={output.model:q} state_path={output.state:q}"
+        " metrics_path={output.metrics:q} > {log:q} 2>&1"

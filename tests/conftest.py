@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -103,3 +108,19 @@ def write_tiny_checkpoint(directory):
     torch.manual_seed(0)
     save_model(MLLMModel(config), tokenizer, directory)
     return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> tuple[Path, Path]:
+    """The whole default DAG on the tiny config (tests/workflow/config.yaml), run once per session
+    and shared: the workflow tests and the report's browser and native-report tests read it.
+    Returns (working directory, config file)."""
+    repo = Path(__file__).resolve().parents[1]
+    workdir = tmp_path_factory.mktemp("tiny-run")
+    config = workdir / "config.yaml"
+    shutil.copy(repo / "tests" / "workflow" / "config.yaml", config)
+    command = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir)]
+    command += ["--cores", "2", "report", "--configfile", str(config)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=workdir, timeout=900)
+    assert result.returncode == 0, f"tiny run failed:\n{result.stdout}\n{result.stderr}"
+    return workdir, config

@@ -521,3 +521,67 @@ def test_known_sources_are_plain_data_without_invented_digests():
             assert entry["source"] is None and entry["page"].startswith("https://"), name
     assert KNOWN_SOURCES["exercise_model"]["source"] == "HaoyeZhang/MLLM_Excercise_Model"
     assert len(download.SHIKRA_REC_EVAL_FILES) == 8
+
+
+# --- grounding: REC files and the COCO image folder --------------------------------------------
+
+REC_FILES = {
+    "REC_refcoco_unc_val.jsonl": b'{"img_path": "COCO_train2014_1.jpg", "expression": "cup", "bbox": [1, 2, 3, 4]}\n',
+    "REC_ref3_train.jsonl": b'{"img_path": "COCO_train2014_2.jpg", "expression": "dog", "bbox": [0, 0, 5, 5]}\n',
+}
+
+
+def test_rec_files_from_zip_over_http_match_members_by_file_name(server, tmp_path):
+    archive = zip_bytes({f"shikra_data/{name}": data for name, data in REC_FILES.items()})
+    url = server.serve("/shikra.zip", archive, content_type="application/zip")
+    dest = tmp_path / "grounding"
+    provenance = download.fetch_rec_files(url, dest, sorted(REC_FILES), sha256=sha256_of(archive))
+    for name, data in REC_FILES.items():
+        assert (dest / name).read_bytes() == data
+        assert provenance["files"][name] == {"sha256": sha256_of(data), "bytes": len(data)}
+    assert server.hits["/shikra.zip"] == 1 and leftovers(tmp_path) == []
+
+
+def test_rec_files_from_folder_and_bad_files_leave_nothing(tmp_path):
+    folder = tmp_path / "downloaded"
+    folder.mkdir()
+    for name, data in REC_FILES.items():
+        (folder / name).write_bytes(data)
+    dest = tmp_path / "grounding"
+    assert download.fetch_rec_files(str(folder), dest, sorted(REC_FILES))["sha256"] is None
+    assert sorted(p.name for p in dest.iterdir()) == sorted(REC_FILES)
+
+    (folder / "REC_ref3_train.jsonl").write_bytes(b"<!DOCTYPE html><html>Google Drive</html>")
+    other = tmp_path / "other"
+    with pytest.raises(FetchError, match="REC_ref3_train.jsonl: the first line is not JSON"):
+        download.fetch_rec_files(str(folder), other, sorted(REC_FILES))
+    with pytest.raises(FetchError, match="no such file"):
+        download.fetch_rec_files(str(folder), other, ["REC_refcocog_umd_test.jsonl"])
+    with pytest.raises(ValueError, match="sha256 checks a zip"):
+        download.fetch_rec_files(str(folder), other, sorted(REC_FILES), sha256="0" * 64)
+    assert not other.exists() and leftovers(tmp_path) == []
+
+
+def test_image_folder_strips_the_archive_top_folder(tmp_path):
+    archive = tmp_path / "train2014.zip"
+    archive.write_bytes(zip_bytes({"train2014/a.jpg": b"A", "train2014/sub/b.jpg": b"B"}))
+    dest = tmp_path / "coco" / "train2014"
+    provenance = download.fetch_image_folder(
+        str(archive), dest, sha256=sha256_of(archive.read_bytes())
+    )
+    assert (dest / "a.jpg").read_bytes() == b"A" and (dest / "sub/b.jpg").read_bytes() == b"B"
+    assert provenance["images"] == 2 and provenance["sha256"] == sha256_of(archive.read_bytes())
+
+
+@pytest.mark.parametrize(
+    ("members", "problem"),
+    [({"../evil.jpg": b"x"}, "unsafe member path"), ({}, "holds no files")],
+    ids=["path_traversal", "empty"],
+)
+def test_image_folder_refuses_bad_archives_and_writes_nothing(tmp_path, members, problem):
+    archive = tmp_path / "images.zip"
+    archive.write_bytes(zip_bytes(members))
+    dest = tmp_path / "coco" / "train2014"
+    with pytest.raises(FetchError, match=problem):
+        download.fetch_image_folder(str(archive), dest)
+    assert not dest.exists() and leftovers(dest.parent) == []

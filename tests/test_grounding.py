@@ -20,6 +20,7 @@ from mllm.data.grounding import (
     detect_format,
     grounding_conversations,
     grounding_eval_question,
+    prepare_grounding_sft,
     read_coco_refs,
     read_referents,
 )
@@ -30,6 +31,7 @@ from mllm.data.tokenizer import build_tokenizer
 from mllm.eval.grounding import (
     REFERENCE_ACCURACY,
     box_to_pixels,
+    evaluate_grounding,
     iou,
     parse_box,
     score_split,
@@ -428,3 +430,87 @@ def test_eval_prompt_is_the_prefix_of_the_training_sample():
     (prompt_ids,) = prompt["input_ids"]
     assert torch.equal(sample["input_ids"][: len(prompt_ids)], prompt_ids)
     assert torch.equal(sample["image_bound"], prompt["image_bound"][0])
+
+
+# --- jobs: SFT records and split evaluation ------------------------------------------------
+
+
+def test_prepare_grounding_sft_writes_records_and_counts_skips(images):
+    good, bad = images / "good.jsonl", images / "bad.jsonl"
+    write_jsonl(good, [shikra_row(), shikra_row(img_path="b.png", bbox=(0, 0, 32, 32))])
+    write_jsonl(bad, [shikra_row(img_path="gone.png"), shikra_row(bbox=(5, 5, 5, 9))])
+    summary = prepare_grounding_sft(
+        [good, bad],
+        image_folder=images,
+        on_bad_record="skip",
+        seed=0,
+        output_path=images / "out/train.json",
+        summary_path=images / "out/summary.json",
+    )
+    records = json.loads((images / "out/train.json").read_text())
+    assert [r["image"] for r in records] == ["a.png", "b.png"]
+    assert records[1]["conversations"][1]["content"].endswith("<box>(0,0),(500,500)</box>")
+    assert summary == json.loads((images / "out/summary.json").read_text())
+    assert summary["records"] == 2
+    assert summary["files"][str(bad)] == {
+        "referents": 0,
+        "skipped": {"missing_image": 1, "zero_area_bbox": 1},
+    }
+
+
+def test_prepare_grounding_sft_fails_without_output_when_nothing_is_usable(images):
+    path = images / "rec.jsonl"
+    write_jsonl(path, [shikra_row(img_path="gone.png")])
+    with pytest.raises(DataError, match="missing_image"):
+        prepare_grounding_sft(
+            [path],
+            image_folder=images,
+            output_path=images / "train.json",
+            summary_path=images / "summary.json",
+        )
+    with pytest.raises(DataError, match="no usable referring expressions"):
+        prepare_grounding_sft(
+            [path],
+            image_folder=images,
+            on_bad_record="skip",
+            output_path=images / "train.json",
+            summary_path=images / "summary.json",
+        )
+    assert not (images / "train.json").exists() and not (images / "summary.json").exists()
+
+
+def test_evaluate_grounding_writes_metrics_and_one_row_per_referent(images, tmp_path):
+    from mllm.model.io import load_model
+    from tests.conftest import write_tiny_checkpoint
+
+    write_tiny_checkpoint(tmp_path / "model")
+    path = images / "rec.jsonl"
+    write_jsonl(path, [shikra_row(), shikra_row(img_path="b.png", bbox=(0, 0, 32, 32))])
+    referents = read_referents(path, image_folder=images)
+    generation = {"do_sample": False, "max_new_tokens": 6}
+    run = dict(
+        image_folder=images,
+        generation=generation,
+        batch_size=2,
+        seed=0,
+        labels={"stage": "base", "dataset": "refcoco", "split": "val"},
+    )
+    loaded = load_model(tmp_path / "model")
+    metrics = evaluate_grounding(
+        loaded,
+        referents,
+        **run,
+        metrics_path=tmp_path / "m.json",
+        items_path=tmp_path / "items.jsonl",
+    )
+    rows = [json.loads(line) for line in (tmp_path / "items.jsonl").read_text().splitlines()]
+    assert metrics == json.loads((tmp_path / "m.json").read_text())
+    assert metrics["stage"] == "base" and metrics["split"] == "val" and metrics["n"] == 2
+    # A random model writes no box: every item is a counted parse failure and a miss.
+    assert metrics["parse_failures"] == 2 and metrics["hits"] == 0
+    assert [r["image"] for r in rows] == ["a.png", "b.png"]
+    assert rows[0]["gt_box"] == [2.0, 3.0, 20.0, 15.0] and rows[0]["pred_box"] is None
+    again = evaluate_grounding(
+        loaded, referents, **run, metrics_path=tmp_path / "m2.json", items_path=tmp_path / "i2"
+    )
+    assert again == metrics

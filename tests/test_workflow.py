@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -50,9 +49,12 @@ def test_dry_run_of_the_default_config_plans_the_whole_dag(tmp_path):
         "train_sft": 2,  # LoRA and full fine-tuning
         "reference_logps": 1,  # scored once, shared by every preference run
         "train_preference": 3,  # dpo, dpo + NLL, nca at one beta
-        "yesno_accuracy": 6,  # every stage
-        "decode": 8,  # base × 3 strategies, every trained stage × sampling
-        "chair": 8,
+        "prepare_grounding": 1,
+        "train_grounding": 1,
+        "grounding_eval": 16,  # base and grounding × 8 dataset splits
+        "yesno_accuracy": 7,  # every stage
+        "decode": 9,  # base × 3 strategies, every trained stage × sampling
+        "chair": 9,
         "report": 1,
     }
 
@@ -65,6 +67,29 @@ def test_unknown_config_key_fails_before_any_job_naming_the_key(tmp_path):
     result = snakemake("-n", "report", workdir=tmp_path, configfile=broken, check=False)
     assert result.returncode != 0
     assert "beam_width" in result.stdout + result.stderr
+
+
+def test_on_policy_pairs_feed_the_reference_and_every_preference_run(tmp_path):
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["preference"]["pairs"] = "on_policy"
+    config["preference"]["on_policy"] = {"samples_per_image": 2, "chosen": ["sample", "edit"]}
+    path = tmp_path / "on_policy.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "-p", "reference_logps", workdir=tmp_path, configfile=path)
+    assert planned_jobs(result.stdout)["build_preference_pairs"] == 1
+    assert "results/preference/pairs.json" in result.stdout
+
+
+def test_on_policy_pairs_outside_the_demo_need_gt_instances(tmp_path):
+    config = yaml.safe_load((REPO / "config" / "experiments" / "exercise.yaml").read_text())
+    tiny = yaml.safe_load(TINY_CONFIG.read_text())
+    config["preference"] = {**tiny["preference"], "data": "data/preference_train.json"}
+    config["preference"]["pairs"] = "on_policy"
+    path = tmp_path / "real.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "report", workdir=tmp_path, configfile=path, check=False)
+    assert result.returncode != 0
+    assert "preference.on_policy.instances" in result.stdout + result.stderr
 
 
 def test_lint_is_clean():
@@ -82,16 +107,6 @@ def test_snakefmt_is_clean():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """The whole default DAG on the tiny config, once for the tests below."""
-    workdir = tmp_path_factory.mktemp("tiny-run")
-    config = workdir / "config.yaml"
-    shutil.copy(TINY_CONFIG, config)
-    snakemake("--cores", "2", "report", workdir=workdir, configfile=config)
-    return workdir, config
-
-
 @pytest.mark.slow
 def test_tiny_end_to_end_run_writes_the_report(tiny_run):
     workdir, _ = tiny_run
@@ -103,6 +118,13 @@ def test_tiny_end_to_end_run_writes_the_report(tiny_run):
     metrics = json.loads((workdir / "results" / "train" / "sft" / "metrics.json").read_text())
     assert metrics["global_step"] == 4 and "eval_loss_before" in metrics
     assert "Preference alignment" in report
+    for stage in ("base", "grounding"):
+        for name in ("refcoco_val", "refcocog_test"):
+            grounding = json.loads((workdir / f"results/grounding/{stage}/{name}.json").read_text())
+            assert grounding["n"] > 0 and 0 <= grounding["acc_at_0_5"] <= 1
+            assert grounding["parse_failures"] <= grounding["n"]
+    summary = json.loads((workdir / "results/grounding/data/train.summary.json").read_text())
+    assert summary["records"] > 0
     history = json.loads((workdir / "results/train/nca_beta0.1/trainer_state.json").read_text())[
         "log_history"
     ]
@@ -168,6 +190,25 @@ def test_changing_one_beta_reruns_only_that_preference_run_not_the_reference(tin
         "report": 1,
     }
     assert "results/models/nca_beta0.3" in result.stdout and "reference_logps" not in jobs
+
+
+@pytest.mark.slow
+def test_changing_the_grounding_lr_reruns_only_grounding_training_and_its_evaluations(tiny_run):
+    workdir, config = tiny_run
+    changed = yaml.safe_load(config.read_text())
+    changed["grounding"]["training"]["learning_rate"] = 0.001
+    changed_path = workdir / "grounding_lr.yaml"
+    changed_path.write_text(yaml.safe_dump(changed))
+    result = snakemake("-n", "report", workdir=workdir, configfile=changed_path)
+    assert planned_jobs(result.stdout) == {
+        "train_grounding": 1,
+        "grounding_eval": 2,  # the grounding stage on both splits; base is not re-evaluated
+        "yesno_accuracy": 1,
+        "decode": 1,
+        "chair": 1,
+        "report": 1,
+    }
+    assert "results/grounding/base/" not in result.stdout
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import zipfile
 
 import numpy as np
 import pytest
@@ -71,6 +72,31 @@ def write_fixtures(root):
     return root / "checkpoint", annotations, benchmark
 
 
+def write_grounding_fixtures(root, config):
+    """A Shikra-style annotation zip holding every REC file the config names (one bad record
+    among them, skipped by the config's policy) and a COCO-style train2014.zip of its images."""
+    names = [f"COCO_train2014_{i:012d}.jpg" for i in range(3)]
+    with zipfile.ZipFile(root / "train2014.zip", "w") as bundle:
+        for k, name in enumerate(names):
+            buffer = io.BytesIO()
+            Image.open(io.BytesIO(base64.b64decode(png_base64(k)))).save(buffer, format="JPEG")
+            bundle.writestr(f"train2014/{name}", buffer.getvalue())
+    grounding = config["grounding"]
+    files = {*grounding["train_files"]} | {
+        name for splits in grounding["splits"].values() for name in splits.values()
+    }
+    rows = [
+        {"img_path": names[k % 3], "expression": f"the cup {k}", "bbox": [4, 8, 30 + k, 40]}
+        for k in range(4)
+    ]
+    missing = {"img_path": "COCO_train2014_999.jpg", "expression": "gone", "bbox": [1, 1, 9, 9]}
+    with zipfile.ZipFile(root / "shikra_data.zip", "w") as bundle:
+        for name in sorted(files):
+            lines = [*rows, missing] if name in grounding["train_files"] else rows
+            bundle.writestr(f"shikra_data/{name}", "".join(json.dumps(r) + "\n" for r in lines))
+    return root / "shikra_data.zip", root / "train2014.zip"
+
+
 @pytest.mark.slow
 def test_real_world_config_runs_to_the_report_from_local_sources(tmp_path):
     model, annotations, benchmark = write_fixtures(tmp_path / "fixtures")
@@ -84,6 +110,20 @@ def test_real_world_config_runs_to_the_report_from_local_sources(tmp_path):
     for section in ("sft", "yesno"):  # the fixtures hold no SFT data: the base stage only
         del config[section]
     config["stages"] = ["base"]
+    annotations_zip, images_zip = write_grounding_fixtures(tmp_path / "fixtures", config)
+    config["grounding"].update(annotations=str(annotations_zip), images=str(images_zip))
+    config["grounding"]["eval"]["generation"]["max_new_tokens"] = 6
+    config["grounding"]["training"].update(
+        per_device_batch_size=2,
+        gradient_accumulation_steps=1,
+        max_steps=2,
+        eval_steps=2,
+        save_steps=2,
+        max_length=256,
+        bf16=False,
+        gradient_checkpointing=False,
+        deepspeed=None,
+    )
     workdir = tmp_path / "run"
     workdir.mkdir()
     config_path = workdir / "config.yaml"
@@ -98,6 +138,14 @@ def test_real_world_config_runs_to_the_report_from_local_sources(tmp_path):
     for strategy in ("sampling", "greedy", "beam"):
         metrics = json.loads((workdir / f"results/chair/base/{strategy}.json").read_text())
         assert metrics["n_captions"] == 3
+    summary = json.loads((workdir / "results/grounding/data/train.summary.json").read_text())
+    assert summary["records"] == 4
+    assert list(summary["files"].values())[0]["skipped"] == {"missing_image": 1}
+    for stage in ("base", "grounding"):
+        metrics = json.loads(
+            (workdir / f"results/grounding/{stage}/refcoco+_testB.json").read_text()
+        )
+        assert metrics["n"] == 4 and metrics["acc_at_0_5"] >= 0
     assert (workdir / "results/report/index.html").stat().st_size > 1000
     rerun = snakemake("-n", "report", workdir=workdir, configfile=config_path)
     assert "Nothing to be done" in rerun.stdout + rerun.stderr

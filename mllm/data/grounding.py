@@ -41,6 +41,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from mllm.atomic import write_json
 from mllm.data.errors import DataError
 from mllm.data.special_tokens import (
     BOX_END,
@@ -438,3 +439,33 @@ def grounding_eval_question(expression: str, template: str = EVAL_TEMPLATE) -> s
     tag where training has ``<image>``, so the image placeholder lands where it did in training."""
     check_templates([template])
     return template.replace(IMAGE_TAG, MINICPMV_IMAGE_TAG).replace(EXPR, expression)
+
+
+def prepare_grounding_sft(
+    sources: Sequence[str | os.PathLike],
+    *,
+    image_folder: str | os.PathLike | None,
+    fmt: str = "auto",
+    on_bad_record: str = "error",
+    seed: int = 0,
+    output_path: str | os.PathLike,
+    summary_path: str | os.PathLike,
+) -> dict:
+    """Referring-expression files → one SFT records file (the ``train_sft`` input format).
+
+    The summary counts records and skips per source file, so a skip policy never hides data: the
+    report and the log show how many records each file lost and why.
+    """
+    referents: list[Referent] = []
+    per_file = {}
+    for source in sources:
+        read = read_referents(source, fmt, image_folder=image_folder, on_bad_record=on_bad_record)
+        referents += read
+        per_file[os.fspath(source)] = {"referents": len(read), "skipped": read.skipped}
+    if not referents:
+        raise DataError(", ".join(map(os.fspath, sources)), "no usable referring expressions")
+    records = grounding_conversations(referents, seed)
+    summary = {"records": len(records), "seed": seed, "files": per_file}
+    write_json(output_path, records)
+    write_json(summary_path, summary)
+    return summary

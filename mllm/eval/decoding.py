@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from accelerate.utils import send_to_device
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -85,7 +86,7 @@ def generate_answers(
             query_num=config.query_num,
         )
         generated = loaded.model.generate(
-            **inputs,
+            **send_to_device(inputs, loaded.model.device),
             eos_token_id=sorted(terminators),
             pad_token_id=loaded.tokenizer.pad_token_id,
             **generation,

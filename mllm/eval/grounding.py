@@ -15,10 +15,17 @@ Qwen-VL, the parse-failure rate is reported next to the accuracy.
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Sequence
 
-from mllm.data.grounding import GRID_SIZE, Box, Referent
+import torch
+
+from mllm.atomic import write_json, write_jsonl
+from mllm.data.grounding import GRID_SIZE, Box, Referent, grounding_eval_question
+from mllm.data.images import load_image
+from mllm.eval.decoding import generate_answers
+from mllm.model.io import LoadedModel
 
 HIT_IOU = 0.5
 GRID_MAX = GRID_SIZE - 1  # Qwen-VL's divisor for grid -> pixels
@@ -128,3 +135,34 @@ def _score_item(answer: str, referent: Referent) -> dict:
         "iou": overlap,
         "hit": overlap >= HIT_IOU,
     }
+
+
+def evaluate_grounding(
+    loaded: LoadedModel,
+    referents: Sequence[Referent],
+    *,
+    image_folder: str | os.PathLike | None,
+    generation: dict,
+    batch_size: int,
+    seed: int,
+    labels: dict,
+    metrics_path: str | os.PathLike,
+    items_path: str | os.PathLike,
+) -> dict:
+    """Answer every referent's evaluation question and score the split.
+
+    Writes the metrics (``labels`` such as stage, dataset and split, plus :func:`score_split`'s
+    counts) as JSON and one row per referent as JSONL, for the report's tables and examples.
+    """
+    questions = [grounding_eval_question(r.expression) for r in referents]
+    images = [load_image(r.image, image_folder, source=r.source_line) for r in referents]
+    torch.manual_seed(seed)
+    answers = generate_answers(
+        loaded, questions, images, generation, batch_size=batch_size, desc="grounding"
+    )
+    scored = score_split(answers, referents)
+    items = scored.pop("items")
+    metrics = {**labels, **scored, "skipped": getattr(referents, "skipped", {})}
+    write_jsonl(items_path, items)
+    write_json(metrics_path, metrics)
+    return metrics

@@ -7,6 +7,8 @@ subclass ``Qwen2Config``), so the exercise checkpoint's ``config.json`` loads un
 
 from __future__ import annotations
 
+import math
+
 from transformers import PreTrainedConfig
 
 
@@ -59,6 +61,10 @@ class MLLMConfig(PreTrainedConfig):
     vision_config: dict | PreTrainedConfig | None = None
     query_num: int = 64
     resampler_num_heads: int | None = None
+    # None: every query attends to the whole piece (MiniCPM-V). A width σ (in grid cells) ties
+    # query j to cell j of a √Q×√Q grid over the piece with a Gaussian attention prior, so each
+    # LLM image token keeps its region's features; see Resampler.locality_bias.
+    resampler_locality: float | None = None
     drop_vision_last_layer: bool = False
     vision_batch_size: int = 16
 
@@ -74,6 +80,13 @@ class MLLMConfig(PreTrainedConfig):
         if self.resampler_num_heads is None:
             self.resampler_num_heads = max(1, self.hidden_size // 128)
         super().__post_init__(**kwargs)
+        if self.resampler_locality is not None:
+            if self.resampler_locality <= 0:
+                raise ValueError(f"resampler_locality must be > 0, not {self.resampler_locality}")
+            if math.isqrt(self.query_num) ** 2 != self.query_num:
+                raise ValueError(
+                    f"resampler_locality needs a square query_num (a grid of queries), not {self.query_num}"
+                )
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size {self.hidden_size} is not divisible by num_attention_heads {self.num_attention_heads}"

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from mllm import distributed
 from mllm.atomic import atomic_directory
 from mllm.data.images import ImageProcessor
 
@@ -40,8 +41,14 @@ def load_model(
     dtype: torch.dtype = torch.float32,
     attn_implementation: str | None = None,
     trust_remote_code: bool = False,
+    device: torch.device | str | None = None,
 ) -> LoadedModel:
-    """Load weights, tokenizer and image processor from one model directory (eval mode)."""
+    """Load weights, tokenizer and image processor from one model directory (eval mode).
+
+    The model lands on ``device``, by default this rank's GPU when there is one (else the CPU):
+    decoding and scoring jobs run where their ``gpu`` resource is. Training passes ``"cpu"`` and
+    lets the Trainer (or DeepSpeed) place and shard it.
+    """
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").exists():
         raise FileNotFoundError(f"{model_dir} is not a model directory (no config.json)")
@@ -51,6 +58,7 @@ def load_model(
         attn_implementation=attn_implementation,
         trust_remote_code=trust_remote_code,
     ).eval()
+    model.to(device if device is not None else distributed.device())
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
     return LoadedModel(model, tokenizer, image_processor_for(model.config))
 

@@ -53,6 +53,7 @@ class MLLMModel(MLLMPreTrainedModel):
             num_heads=config.resampler_num_heads,
             kv_dim=config.vision_config.hidden_size,
             max_size=(grid, grid),
+            locality=config.resampler_locality,
         )
         self.post_init()
 

@@ -3,9 +3,16 @@ of one image piece, giving ``query_num`` tokens of the LLM's width whatever the 
 
 Keys get a 2-D sin-cos position embedding of their patch's (row, col), so the LLM can tell where
 things are — this is what lets a grounding model localise.
+
+With ``locality`` set, a Gaussian prior on the attention logits ties each query to one cell of a
+√Q×√Q grid over the piece. Learned global queries blend regions: a probe on the demo model read
+boxes from its 16 resampler tokens at Acc@0.5 0.28, but at 0.67 from 16 tokens that each pool one
+2×2 block of patches (0.72 from all 64 patches).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -36,10 +43,18 @@ def sincos_2d(embed_dim: int, height: int, width: int) -> torch.Tensor:
 
 class Resampler(nn.Module):
     def __init__(
-        self, num_queries: int, embed_dim: int, num_heads: int, kv_dim: int, max_size=(70, 70)
+        self,
+        num_queries: int,
+        embed_dim: int,
+        num_heads: int,
+        kv_dim: int,
+        max_size=(70, 70),
+        locality: float | None = None,
     ):
         super().__init__()
         self.num_queries = num_queries
+        self.num_heads = num_heads
+        self.locality = locality
         self.embed_dim = embed_dim
         self.query = nn.Parameter(torch.zeros(num_queries, embed_dim))
         self.kv_proj = (
@@ -70,6 +85,25 @@ class Resampler(nn.Module):
             padded = nn.functional.pad(padded, (0, 0, 0, 0, 0, max_patches - padded.shape[0]))
         return padded.to(dtype)
 
+    def locality_bias(self, tgt_sizes: torch.Tensor, max_patches: int) -> torch.Tensor:
+        """Additive attention prior [N, Q, Lmax]: −d²/(2σ²), d the distance in grid cells from the
+        query's cell centre to the patch centre, both in the piece's own normalised coordinates
+        (so pieces of any shape share one grid). Padding columns are 0; the caller masks them."""
+        grid = math.isqrt(self.num_queries)
+        cell = torch.arange(self.num_queries, dtype=torch.float64)
+        centres = torch.stack([(cell % grid + 0.5) / grid, (cell // grid + 0.5) / grid], dim=1)
+        bias = torch.zeros(len(tgt_sizes), self.num_queries, max_patches, dtype=torch.float64)
+        for index, (height, width) in enumerate(tgt_sizes.tolist()):
+            rows, cols = torch.meshgrid(
+                (torch.arange(height, dtype=torch.float64) + 0.5) / height,
+                (torch.arange(width, dtype=torch.float64) + 0.5) / width,
+                indexing="ij",
+            )
+            patches = torch.stack([cols.reshape(-1), rows.reshape(-1)], dim=1)  # [h*w, 2] (x, y)
+            squared = ((centres[:, None, :] - patches[None]) * grid).pow(2).sum(-1)  # [Q, h*w]
+            bias[index, :, : height * width] = -squared / (2 * self.locality**2)
+        return bias
+
     def forward(
         self, features: torch.Tensor, tgt_sizes: torch.Tensor, patch_mask: torch.Tensor
     ) -> torch.Tensor:
@@ -80,7 +114,13 @@ class Resampler(nn.Module):
         )
         keys = self.ln_kv(self.kv_proj(features)).transpose(0, 1)  # [Lmax, N, D]
         queries = self.ln_q(self.query)[:, None, :].expand(-1, batch, -1)  # [Q, N, D]
+        if self.locality is None:
+            masks = {"key_padding_mask": ~patch_mask}
+        else:
+            bias = self.locality_bias(tgt_sizes.cpu(), max_patches).to(features.device)
+            bias = bias.masked_fill(~patch_mask[:, None, :], -torch.inf)  # [N, Q, Lmax]
+            masks = {"attn_mask": bias.to(features.dtype).repeat_interleave(self.num_heads, 0)}
         output, _ = self.attn(
-            queries, keys + positions, keys, key_padding_mask=~patch_mask, need_weights=False
+            queries, keys + positions, keys, need_weights=False, **masks
         )  # [Q, N, D]
         return self.ln_post(output.transpose(0, 1)) @ self.proj

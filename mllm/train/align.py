@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from functools import partial
 
+from mllm import distributed
 from mllm.atomic import write_json
 from mllm.model.io import LoadedModel, load_model
 
@@ -18,6 +19,7 @@ from .preference import (
 )
 from .reference_cache import (
     load_reference_logps,
+    merge_reference_logps,
     reference_cache_key,
     save_reference_logps,
     score_reference,
@@ -68,15 +70,30 @@ def build_reference_logps(
     on_bad_record: str,
     output_path: str | os.PathLike,
     summary_path: str | os.PathLike,
-) -> dict:
-    """Score every pair with the reference (= starting) model and cache the result with its key."""
+) -> dict | None:
+    """Score every pair with the reference (= starting) model and cache the result with its key.
+
+    Under torchrun each rank scores a strided share of the batches on its own device; rank 0
+    gathers the shares and alone writes the cache (the same bytes as a single process writes) and
+    returns the summary; the other ranks return None.
+    """
     loaded = load_model(model_dir)
     dataset = preference_dataset(
         loaded, data_file, image_folder, max_length=max_length, on_bad_record=on_bad_record
     )
-    logps = score_reference(
-        loaded.model, dataset, batch_size, pad_token_id=loaded.tokenizer.pad_token_id or 0
-    )
+    with distributed.process_group():
+        shard = score_reference(
+            loaded.model,
+            dataset,
+            batch_size,
+            shard_index=distributed.rank(),
+            num_shards=distributed.world_size(),
+            pad_token_id=loaded.tokenizer.pad_token_id or 0,
+        )
+        shards = distributed.gather_to_main(shard)
+    if shards is None:
+        return None
+    logps = merge_reference_logps(shards)
     key = cache_key(loaded, model_dir, data_file, image_folder, max_length)
     save_reference_logps(output_path, logps, key)
     summary = {
@@ -104,7 +121,7 @@ def train_preference(
     metrics_path: str | os.PathLike,
 ) -> dict:
     """One loss × β run from the starting model; refuses a reference cache made from other inputs."""
-    loaded = load_model(start_model_dir)
+    loaded = load_model(start_model_dir, device="cpu")
     dataset = preference_dataset(
         loaded,
         data_file,

@@ -7,7 +7,6 @@ compares the two through the rewards r = β(log π − log π_ref).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -30,6 +29,7 @@ from mllm.data.template import DEFAULT_SYSTEM_PROMPT
 
 from .logps import concatenated_logps, mean_token_nll
 from .reference_cache import ReferenceLogps
+from .settings import settings_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +70,7 @@ class PreferenceSettings:
     def from_dict(
         cls, values: Mapping[str, Any] | None, *, where: str = "preference settings"
     ) -> PreferenceSettings:
-        values = dict(values or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(known)}")
-        return cls(**values)
+        return settings_from_dict(cls, values, where)
 
 
 # -- data -------------------------------------------------------------------------------------

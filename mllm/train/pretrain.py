@@ -8,6 +8,7 @@ makes it hallucinate like a real MLLM does.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -19,7 +20,7 @@ from transformers import AutoTokenizer
 from mllm.atomic import atomic_directory
 from mllm.data.errors import DataError
 from mllm.data.special_tokens import END_OF_TEXT, IM_END
-from mllm.data.tokenizer import build_tokenizer
+from mllm.data.tokenizer import NUMBER_TOKENS, build_tokenizer
 from mllm.model.config import MLLMConfig
 from mllm.model.io import image_processor_for
 from mllm.model.mllm import MLLMModel
@@ -83,6 +84,38 @@ def base_model_config(tokenizer, architecture: Mapping, image_processing: Mappin
     )
 
 
+ORDINAL_FREQUENCIES = tuple(0.5 * 2 ** (k / 2) for k in range(10))  # 0.5 .. 11.3 cycles / 1000
+
+
+def init_ordinal_number_rows(model: MLLMModel, tokenizer, seed: int) -> None:
+    """Give the number tokens 0..999 input and output embeddings that vary smoothly with the value.
+
+    Box coordinates are these tokens, and the demo's captions never use them, so a fresh tiny model
+    would see 1000 unrelated classes and could not tell 412 is near 415. A pre-trained LLM arrives
+    knowing number order; this stands in for it: each row is a fixed random projection of
+    sin/cos features of value/1000, scaled to the layer's own initial spread.
+    """
+    ids = torch.tensor(tokenizer.convert_tokens_to_ids(list(NUMBER_TOKENS)))
+    angles = (
+        2
+        * math.pi
+        * torch.arange(1000, dtype=torch.float64)[:, None]
+        / 1000
+        * torch.tensor(ORDINAL_FREQUENCIES, dtype=torch.float64)[None]
+    )  # [1000, F]
+    features = torch.cat([angles.sin(), angles.cos()], dim=1)  # [1000, 2F]
+    generator = torch.Generator().manual_seed(seed)
+    for weight in (model.llm.get_input_embeddings().weight, model.llm.lm_head.weight):
+        basis, _ = torch.linalg.qr(
+            torch.randn(
+                weight.shape[1], features.shape[1], generator=generator, dtype=torch.float64
+            )
+        )  # [D, 2F], orthonormal columns
+        rows = features @ basis.T  # [1000, D]
+        with torch.no_grad():
+            weight[ids] = (rows / rows.std() * weight.std().item()).to(weight.dtype)
+
+
 def build_base_model(
     *,
     tokenizer_dir: str | os.PathLike,
@@ -102,6 +135,7 @@ def build_base_model(
     config = base_model_config(tokenizer, architecture, image_processing)
     torch.manual_seed(settings.seed)
     model = MLLMModel(config)
+    init_ordinal_number_rows(model, tokenizer, settings.seed)
     model.vpm.load_state_dict(load_file(str(vision_weights)))
     dataset = SupervisedDataset.from_file(
         train_file,

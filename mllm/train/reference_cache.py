@@ -37,11 +37,12 @@ from mllm.data.collators import preference_collate
 from mllm.data.images import ImageProcessor
 from mllm.data.preprocess import IGNORE_INDEX
 from mllm.data.template import DEFAULT_SYSTEM_PROMPT
+from mllm.distributed import is_main_process
 
 from .datasets import read_json_records
 from .logps import concatenated_logps
 
-CACHE_FORMAT = "mllm-reference-logps/1"
+CACHE_FORMAT = "mllm-reference-logps/2"  # /2: the key is one metadata entry (byte-stable files)
 # Bump when preprocessing or the chat rendering changes the tokens of a pair for the same inputs.
 TEMPLATE_VERSION = "1"
 _MISSING_FILE = b"<missing>"
@@ -203,22 +204,42 @@ def score_reference(
     num_shards: int = 1,
     pad_token_id: int = 0,
 ) -> ReferenceLogps:
-    """Score pairs ``shard_index, shard_index + num_shards, …`` of ``dataset`` with ``model``.
+    """Score the pairs of batches ``shard_index, shard_index + num_shards, …`` of ``dataset``.
 
     ``dataset[i]`` is ``{"chosen": sample, "rejected": sample, …}`` (a PreferenceDataset item).
     Each rank of a distributed job scores its own shard; rank 0 then joins them with
-    ``merge_reference_logps``. Uses the training forward (``concatenated_logps``) so that the
-    policy's log-probs at step 0 equal these.
+    ``merge_reference_logps``. Shards are strided by whole batches, so every batch (its padding,
+    hence its arithmetic) is the one a single process scores, and the merged shards equal the
+    single-process result bit for bit. A shard can be empty (more ranks than batches). Uses the
+    training forward (``concatenated_logps``) so that the policy's log-probs at step 0 equal these.
     """
-    positions = list(range(shard_index, len(dataset), num_shards))
-    if not 0 <= shard_index < num_shards or not positions:
-        raise ValueError(f"shard {shard_index} of {num_shards} holds no pair of {len(dataset)}")
+    if not 0 <= shard_index < num_shards:
+        raise ValueError(f"shard {shard_index} of {num_shards} does not exist")
+    positions = [
+        i
+        for start in range(shard_index * batch_size, len(dataset), num_shards * batch_size)
+        for i in range(start, min(start + batch_size, len(dataset)))
+    ]
+    if not positions:
+        return ReferenceLogps(
+            **{
+                f.name: torch.zeros(
+                    (0, 0) if f.name.endswith("_token_logps") else 0,
+                    dtype=torch.long if f.name.endswith(("_indices", "_lengths")) else None,
+                )
+                for f in dataclasses.fields(ReferenceLogps)
+            }
+        )
     collected = {side: defaultdict(list) for side in ("chosen", "rejected")}
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            for start in tqdm(range(0, len(positions), batch_size), desc="reference log-probs"):
+            for start in tqdm(
+                range(0, len(positions), batch_size),
+                desc="reference log-probs",
+                disable=not is_main_process(),
+            ):
                 chunk = positions[start : start + batch_size]
                 batch = preference_collate([dataset[i] for i in chunk], pad_token_id=pad_token_id)
                 batch = send_to_device(batch, model.device)
@@ -245,7 +266,7 @@ def score_reference(
 
 def merge_reference_logps(shards: Sequence[ReferenceLogps]) -> ReferenceLogps:
     """Join shards into one cache ordered by pair index; each pair must be scored exactly once."""
-    merged = _concatenate(shards)
+    merged = _concatenate([shard for shard in shards if len(shard)])
     order = merged.pair_indices.argsort()
     merged = ReferenceLogps(**{name: t[order] for name, t in merged.tensors().items()})
     _check_complete(merged, "merged shards")
@@ -255,11 +276,10 @@ def merge_reference_logps(shards: Sequence[ReferenceLogps]) -> ReferenceLogps:
 def save_reference_logps(path: str | os.PathLike, logps: ReferenceLogps, key: CacheKey) -> None:
     """Write a complete cache as safetensors, with its key (total and components) as metadata."""
     _check_complete(logps, str(path))
-    metadata = {
-        "format": CACHE_FORMAT,
-        "content_key": key.digest,
-        "components": json.dumps(dict(key.components), sort_keys=True),
-    }
+    # One metadata entry: safetensors writes several in hash-map order, which differs from run to
+    # run, and the same log-probs must give the same bytes (a torchrun job's file == one process's).
+    header = {"format": CACHE_FORMAT, "content_key": key.digest, "components": dict(key.components)}
+    metadata = {"mllm": json.dumps(header, sort_keys=True)}
     tensors = {name: t.contiguous() for name, t in logps.tensors().items()}
     with atomic_file(path) as scratch:
         save_file(tensors, str(scratch), metadata=metadata)
@@ -268,10 +288,10 @@ def save_reference_logps(path: str | os.PathLike, logps: ReferenceLogps, key: Ca
 def load_reference_logps(path: str | os.PathLike, expected_key: CacheKey) -> ReferenceLogps:
     """Read a cache, refusing one that was computed from other inputs than ``expected_key``'s."""
     with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata() or {}
-    if metadata.get("format") != CACHE_FORMAT:
+        header = json.loads((handle.metadata() or {}).get("mllm", "{}"))
+    if header.get("format") != CACHE_FORMAT:
         raise ValueError(f"{path}: not a reference log-probs cache of format {CACHE_FORMAT}")
-    stored = CacheKey(json.loads(metadata["components"]))
+    stored = CacheKey(header["components"])
     if stored.digest != expected_key.digest:
         changed = ", ".join(
             f"{name} (cache {stored.components.get(name, '-')[:12]}, "

@@ -14,6 +14,20 @@ from typing import Any
 from mllm.model.lora import DEFAULT_TARGET_REGEX, LoraSettings
 
 
+def reject_unknown_keys(values: Mapping[str, Any], known: set[str], where: str) -> None:
+    """A typo in a settings section fails loudly, naming the key and the known ones."""
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(known)}")
+
+
+def settings_from_dict(cls, values: Mapping[str, Any] | None, where: str):
+    """``cls(**values)`` for a settings dataclass, rejecting unknown keys."""
+    values = dict(values or {})
+    reject_unknown_keys(values, {f.name for f in dataclasses.fields(cls)}, where)
+    return cls(**values)
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     learning_rate: float = 1e-5
@@ -45,10 +59,7 @@ class TrainSettings:
         cls, values: Mapping[str, Any] | None, *, where: str = "training settings"
     ) -> TrainSettings:
         values = dict(values or {})
-        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(known)}")
+        reject_unknown_keys(values, {f.name for f in dataclasses.fields(cls)} - {"extra"}, where)
         lora = values.pop("lora", None)
         if lora is not None and lora is not False:
             lora = dict(lora)

@@ -25,7 +25,7 @@ def train_sft(
 ) -> dict:
     """Fine-tune on ``{id, image, conversations}`` records; every record is validated before the
     first step, so bad data fails fast and leaves no model directory behind."""
-    loaded = load_model(start_model_dir, attn_implementation="sdpa")
+    loaded = load_model(start_model_dir, attn_implementation="sdpa", device="cpu")
 
     def dataset(path):
         return SupervisedDataset.from_file(

@@ -23,6 +23,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from mllm.atomic import write_json
 from mllm.data.collators import sft_collate
+from mllm.distributed import world_size
 from mllm.model.io import save_model
 from mllm.model.lora import apply_lora
 from mllm.model.mllm import MLLMModel
@@ -81,6 +82,8 @@ def training_arguments(
         dataloader_num_workers=0,
         prediction_loss_only=True,
         disable_tqdm=False,
+        # torchrun ranks on a machine without CUDA (tests, CPU nodes) talk over gloo, not NCCL.
+        ddp_backend="gloo" if world_size() > 1 and not torch.cuda.is_available() else None,
     )
 
 
@@ -104,18 +107,22 @@ def run_fingerprint(settings: TrainSettings, model: MLLMModel, train_dataset: Da
 
 
 def resumable_checkpoint(checkpoint_dir: str | os.PathLike, fingerprint: str) -> str | None:
-    """The newest checkpoint of *this* run, if any; checkpoints of another run are deleted."""
+    """The newest checkpoint of *this* run, if any; checkpoints of another run are deleted.
+
+    Under torchrun the main process runs this first (``main_process_first``): the other ranks
+    then find its marker and only look the checkpoint up.
+    """
     checkpoint_dir = Path(checkpoint_dir)
     marker = checkpoint_dir / "run-fingerprint.txt"
-    if checkpoint_dir.is_dir() and (
-        not marker.exists() or marker.read_text().strip() != fingerprint
-    ):
-        log.warning(
-            "discarding checkpoints in %s: they belong to a run with other inputs", checkpoint_dir
-        )
-        shutil.rmtree(checkpoint_dir)
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    marker.write_text(fingerprint + "\n")
+    if not marker.exists() or marker.read_text().strip() != fingerprint:
+        if checkpoint_dir.is_dir():
+            log.warning(
+                "discarding checkpoints in %s: they belong to a run with other inputs",
+                checkpoint_dir,
+            )
+            shutil.rmtree(checkpoint_dir)
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        marker.write_text(fingerprint + "\n")
     return get_last_checkpoint(str(checkpoint_dir))
 
 
@@ -161,13 +168,15 @@ def train(
     )
     # The starting model's eval loss, measured in the same job so "before vs after" is one artifact.
     eval_loss_before = trainer.evaluate()["eval_loss"] if eval_dataset is not None else None
-    last_checkpoint = resumable_checkpoint(checkpoint_dir, fingerprint)
+    with trainer.args.main_process_first(local=False, desc="checkpoint lookup"):
+        last_checkpoint = resumable_checkpoint(checkpoint_dir, fingerprint)
     if last_checkpoint:
         log.info("resuming from %s", last_checkpoint)
     result = trainer.train(resume_from_checkpoint=last_checkpoint)
     metrics = {
         "train_loss": result.training_loss,
         "global_step": trainer.state.global_step,
+        "world_size": trainer.args.world_size,  # processes (GPUs): global batch = per-device × this
         "resumed_from": Path(last_checkpoint).name if last_checkpoint else None,
         "trainable_parameters": trainable
         if settings.lora is None
@@ -178,11 +187,12 @@ def train(
     if eval_dataset is not None:
         metrics["eval_loss_before"] = eval_loss_before
         metrics["eval_loss"] = trainer.evaluate()["eval_loss"]
-    final = model.merge_and_unload() if settings.lora is not None else model
-    save_model(final, tokenizer, model_dir)
-    trainer.state.save_to_json(str(state_path))
-    write_json(metrics_path, metrics)
-    # Checkpoints only serve a killed run. Once the outputs exist they are dead weight (GBs for a
-    # real model), and resuming a *finished* run would make the Trainer take extra steps.
-    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    if trainer.is_world_process_zero():  # every rank holds the same weights; one writes them
+        final = model.merge_and_unload() if settings.lora is not None else model
+        save_model(final, tokenizer, model_dir)
+        trainer.state.save_to_json(str(state_path))
+        write_json(metrics_path, metrics)
+        # Checkpoints only serve a killed run. Once the outputs exist they are dead weight (GBs for
+        # a real model), and resuming a *finished* run would make the Trainer take extra steps.
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return metrics

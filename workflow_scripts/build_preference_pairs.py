@@ -1,0 +1,30 @@
+"""Snakemake adapter: on-policy preference pairs sampled from the start model, checked against GT
+objects with CHAIR (mllm.train.onpolicy_pairs)."""
+
+from typing import TYPE_CHECKING
+
+from mllm.eval.nltk_data import use_nltk_data
+from mllm.runtime import start_job
+from mllm.train.onpolicy_pairs import OnPolicySettings, build_preference_pairs
+
+if TYPE_CHECKING:
+    from snakemake.script import snakemake
+
+start_job(snakemake.log[0], snakemake.threads)
+use_nltk_data(snakemake.input.nltk_data)
+summary = build_preference_pairs(
+    model_dir=snakemake.input.model,
+    prompts_file=snakemake.params.prompts,
+    image_folder=snakemake.params.image_folder,
+    instances=snakemake.params.instances,
+    captions=snakemake.params.captions,
+    generation=dict(snakemake.params.generation),
+    settings=OnPolicySettings.from_dict(
+        snakemake.params.settings, where="config preference.on_policy"
+    ),
+    output_path=snakemake.output.pairs,
+    summary_path=snakemake.output.summary,
+    samples_path=snakemake.output.samples,
+    analyzer=snakemake.params.analyzer,
+)
+print({key: summary[key] for key in ("pairs", "chosen_sources", "samples_chair")})

@@ -1,0 +1,31 @@
+"""Snakemake adapter: Acc@0.5 of one stage's model on one grounding split (mllm.eval.grounding)."""
+
+from typing import TYPE_CHECKING
+
+from mllm.data.grounding import read_referents
+from mllm.eval.grounding import evaluate_grounding
+from mllm.model.io import load_model
+from mllm.runtime import start_job
+
+if TYPE_CHECKING:
+    from snakemake.script import snakemake
+
+start_job(snakemake.log[0], snakemake.threads)
+referents = read_referents(
+    snakemake.params.source,
+    snakemake.params.format,
+    image_folder=snakemake.params.image_folder,
+    on_bad_record=snakemake.params.on_bad_record,
+)
+metrics = evaluate_grounding(
+    load_model(snakemake.input.model),
+    referents,
+    image_folder=snakemake.params.image_folder,
+    generation=dict(snakemake.params.generation),
+    batch_size=snakemake.params.batch_size,
+    seed=snakemake.params.seed,
+    labels={k: snakemake.wildcards[k] for k in ("stage", "dataset", "split")},
+    metrics_path=snakemake.output.metrics,
+    items_path=snakemake.output.answers,
+)
+print(metrics)
