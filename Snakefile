@@ -24,6 +24,11 @@ include: "rules/decode.smk"
 include: "rules/evaluate.smk"
 
 
+if PAIR_SOURCE == "on_policy":
+
+    include: "rules/preference_pairs.smk"
+
+
 if GROUNDING:
 
     include: "rules/grounding.smk"

@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
     torch.set_num_threads(2)
-    loaded = load_model(args.model)
+    loaded = load_model(args.model, device="cpu")
     dataset = preference_dataset(
         loaded, args.data, args.images, max_length=256, on_bad_record="raise"
     )

@@ -43,6 +43,11 @@ if GROUNDING:
         raise ValueError(
             f"config grounding.start: unknown stage {GROUNDING['start']!r}"
         )
+    if not any("val" in splits for splits in GROUNDING["splits"].values()):
+        raise ValueError(
+            "config grounding.splits: name at least one `val` split; it gives the grounding"
+            " run its eval loss"
+        )
     for _stage in GROUNDING["eval_stages"]:
         if _stage not in STAGES:
             raise ValueError(f"config grounding.eval_stages: {_stage!r} is not a stage")

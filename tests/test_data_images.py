@@ -101,3 +101,15 @@ def test_unreadable_image_names_the_record_and_the_file(tmp_path, content):
 def test_undecodable_base64_names_the_record():
     with pytest.raises(DataError, match="sample 7: cannot decode base64 image"):
         load_image("A" * 1001 + "!", source="sample 7")
+
+
+def test_lazy_images_open_only_the_requested_slice(tmp_path):
+    from mllm.data.images import LazyImages
+
+    Image.new("RGB", (8, 6), "red").save(tmp_path / "a.png")
+    images = LazyImages(["a.png", "gone.png"], tmp_path, ["rec.jsonl:1", "rec.jsonl:2"])
+    assert len(images) == 2
+    [first] = images[0:1]
+    assert first.size == (8, 6) and first.mode == "RGB"
+    with pytest.raises(DataError, match="rec.jsonl:2"):
+        images[1:2]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -185,3 +186,23 @@ def _to_patch_strip(pixels: torch.Tensor, patch: int) -> torch.Tensor:
     rows, cols = height // patch, width // patch
     grid = pixels.reshape(channels, rows, patch, cols, patch)  # [3, h, p, w, p]
     return grid.permute(0, 2, 1, 3, 4).reshape(channels, patch, -1)  # [3, p, h*w*p]
+
+
+class LazyImages(Sequence):
+    """``load_image`` on demand: a batch slice opens only its own images. An eval split of 10k
+    referents would otherwise hold every decoded image in memory at once."""
+
+    def __init__(
+        self, refs: Sequence[str], image_folder: str | Path | None, sources: Sequence[str]
+    ):
+        if len(refs) != len(sources):
+            raise ValueError(f"{len(refs)} images but {len(sources)} sources")
+        self.refs, self.image_folder, self.sources = list(refs), image_folder, list(sources)
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return load_image(self.refs[index], self.image_folder, source=self.sources[index])

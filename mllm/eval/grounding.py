@@ -23,7 +23,7 @@ import torch
 
 from mllm.atomic import write_json, write_jsonl
 from mllm.data.grounding import GRID_SIZE, Box, Referent, grounding_eval_question
-from mllm.data.images import load_image
+from mllm.data.images import LazyImages
 from mllm.eval.decoding import generate_answers
 from mllm.model.io import LoadedModel
 
@@ -155,7 +155,9 @@ def evaluate_grounding(
     counts) as JSON and one row per referent as JSONL, for the report's tables and examples.
     """
     questions = [grounding_eval_question(r.expression) for r in referents]
-    images = [load_image(r.image, image_folder, source=r.source_line) for r in referents]
+    images = LazyImages(
+        [r.image for r in referents], image_folder, [r.source_line for r in referents]
+    )
     torch.manual_seed(seed)
     answers = generate_answers(
         loaded, questions, images, generation, batch_size=batch_size, desc="grounding"

@@ -87,6 +87,19 @@ def training_arguments(
     )
 
 
+def refuse_sharded_weights(deepspeed_config: str | None) -> None:
+    """ZeRO-3 leaves each rank a shard of the weights, and ``train`` saves rank 0's model: the
+    result would be a partial checkpoint. Fail before training instead of after it."""
+    if deepspeed_config is None:
+        return
+    stage = json.loads(Path(deepspeed_config).read_text()).get("zero_optimization", {}).get("stage")
+    if stage == 3:
+        raise ValueError(
+            f"{deepspeed_config}: ZeRO-3 shards the weights across ranks and only rank 0 saves the "
+            "model; use ZeRO-2 (config/deepspeed/zero2.json)"
+        )
+
+
 def run_fingerprint(settings: TrainSettings, model: MLLMModel, train_dataset: Dataset) -> str:
     """What a checkpoint must have been trained on to be resumed: the settings, the starting
     weights and the training data. A checkpoint left by a run with other inputs is never resumed."""
@@ -148,6 +161,7 @@ def train(
     ``checkpoint_dir`` lies outside the rule's declared outputs: Snakemake deletes outputs before a
     job starts, and a killed job must find its checkpoints on rerun.
     """
+    refuse_sharded_weights(settings.deepspeed)
     set_seed(settings.seed)
     fingerprint = run_fingerprint(settings, model, train_dataset)
     trainable = set_trainable_parts(model, settings)
