@@ -34,6 +34,7 @@ RUN_TIMEOUT_S = 600  # one snakemake run on the test cluster; killed (SIGKILL) a
 TRAINING_RULES = {"warm_up_vision", "build_base_model", "train_sft", "train_grounding"}
 TRAINING_RULES |= {"train_preference"}
 EVALUATION_RULES = {"decode", "reference_logps", "grounding_eval", "yesno_accuracy"}
+EVALUATION_RULES |= {"build_preference_pairs"}
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.")
 
 

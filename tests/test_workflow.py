@@ -208,7 +208,8 @@ def test_changing_the_grounding_lr_reruns_only_grounding_training_and_its_evalua
         "chair": 1,
         "report": 1,
     }
-    assert "results/grounding/base/" not in result.stdout
+    evaluated = re.findall(r"wildcards: stage=(\w+), dataset=", result.stdout)
+    assert evaluated == ["grounding", "grounding"]
 
 
 @pytest.mark.slow
