@@ -379,15 +379,23 @@ def chair_outputs():
     ]
 
 
-def grounding_outputs():
-    """Grounding metrics of every evaluated stage × (dataset, split); none without `grounding`."""
+def grounding_evaluations():
+    """(stage, dataset, split) of every grounding evaluation; none without `grounding`."""
     if not GROUNDING:
         return []
     return [
-        f"results/grounding/{stage}/{dataset}_{split}.json"
+        (stage, dataset, split)
         for stage in GROUNDING["eval_stages"]
         for dataset, splits in GROUNDING["splits"].items()
         for split in splits
+    ]
+
+
+def grounding_outputs():
+    """Grounding metrics of every evaluated stage × (dataset, split)."""
+    return [
+        f"results/grounding/{stage}/{dataset}_{split}.json"
+        for stage, dataset, split in grounding_evaluations()
     ]
 
 
@@ -436,9 +444,7 @@ def job_benchmarks():
             jobs[expand(rules.train_preference.benchmark, prun=run)[0]] = run
     if GROUNDING:
         jobs[str(rules.train_grounding.benchmark)] = GROUNDING_STAGE
-        for path in grounding_outputs():
-            stage, name = Path(path).parent.name, Path(path).stem
-            dataset, split = name.rsplit("_", 1)
+        for stage, dataset, split in grounding_evaluations():
             benchmark = expand(
                 rules.grounding_eval.benchmark,
                 stage=stage,
