@@ -440,6 +440,8 @@ def job_benchmarks():
         jobs[expand(rules.train_sft.benchmark, run=run)[0]] = run
     if PREFERENCE:
         jobs[str(rules.reference_logps.benchmark)] = ""
+        if PAIR_SOURCE == "on_policy":
+            jobs[str(rules.build_preference_pairs.benchmark)] = ""
         for run in PREFERENCE_RUNS:
             jobs[expand(rules.train_preference.benchmark, prun=run)[0]] = run
     if GROUNDING:
