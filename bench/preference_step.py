@@ -11,6 +11,7 @@ The point of the cache: no reference forward during training, so the ratio shoul
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -23,12 +24,19 @@ from mllm.train.preference import PreferenceSettings, collate_preference_pairs, 
 from mllm.train.reference_cache import score_reference
 
 
-def timed(step, steps: int) -> float:
-    step()  # warm-up
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - start) / steps
+def interleaved_medians(steps: dict, rounds: int) -> dict[str, float]:
+    """Median seconds of each step, timed in alternation so that load from other processes on a
+    shared machine falls on all of them alike (timing one step kind after the other once gave a
+    5x "ratio" that was only a busier minute)."""
+    for step in steps.values():
+        step()  # warm-up
+    seconds = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            seconds[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in seconds.items()}
 
 
 def main() -> None:
@@ -70,10 +78,10 @@ def main() -> None:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    sft = timed(sft_step, args.steps)
-    preference = timed(preference_step, args.steps)
+    medians = interleaved_medians({"sft": sft_step, "preference": preference_step}, args.steps)
+    sft, preference = medians["sft"], medians["preference"]
     print(f"rows per batch: {2 * args.pairs}, tokens: {sft_batch['input_ids'].numel()}")
-    print(f"SFT step        {sft * 1000:8.1f} ms")
+    print(f"SFT step        {sft * 1000:8.1f} ms (median of {args.steps})")
     print(f"preference step {preference * 1000:8.1f} ms   ratio {preference / sft:.2f}x")
 
 
