@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 2
 
-.PHONY: venv test test-fast report lint format clean
+.PHONY: venv test test-fast report lint format rulegraph clean
 
 # The environment is (re)built when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -41,6 +41,12 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The README's DAG picture: the rule graph of the default workflow, transitively reduced (tred)
+# and drawn by graphviz. tests/test_docs.py fails when docs/rulegraph.dot is stale.
+rulegraph: $(STAMP)
+	$(BIN)/snakemake --rulegraph dot -- report > docs/rulegraph.dot
+	tred docs/rulegraph.dot | dot -Tsvg -o docs/rulegraph.svg
 
 clean:
 	rm -rf results logs benchmarks .snakemake

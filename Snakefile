@@ -1,5 +1,3 @@
-import re
-
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -16,46 +14,41 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
-include: "rules/data.smk"
-include: "rules/download.smk"
-include: "rules/model.smk"
-include: "rules/train.smk"
-include: "rules/decode.smk"
+# The world writes the table of files every stage reads (mllm.workflow.world).
+include: f"rules/worlds/{config['world']}.smk"
 include: "rules/evaluate.smk"
+include: "rules/sft.smk"
 
 
-if PAIR_SOURCE == "on_policy":
-
-    include: "rules/preference_pairs.smk"
-
-
-if GROUNDING:
+if PLAN.grounding:
 
     include: "rules/grounding.smk"
+
+
+if PLAN.preference:
+
+    include: "rules/preference.smk"
 
 
 include: "rules/report.smk"
 
 
 wildcard_constraints:
-    stage="|".join(re.escape(stage) for stage in STAGES),
-    strategy="|".join(STRATEGIES),
-    run="|".join(SFT_RUNS) or "no-sft-run",
-    prun="|".join(re.escape(run) for run in PREFERENCE_RUNS) or "no-preference-run",
+    stage="|".join(map(re.escape, PLAN.stages)),
+    strategy="|".join(PLAN.strategies),
+    run="|".join(PLAN.sft_runs) or "no-sft-run",
+    prun="|".join(map(re.escape, PLAN.preference_runs)) or "no-preference-run",
     dataset=(
-        "|".join(map(re.escape, GROUNDING["splits"])) if GROUNDING else "no-grounding"
+        "|".join(map(re.escape, PLAN.grounding["splits"]))
+        if PLAN.grounding
+        else "none"
     ),
     split="[A-Za-z0-9]+",
 
 
-# Downloads run where the network is (compute nodes usually have none).
 localrules:
     all,
     report,
-    download_model,
-    download_coco_annotations,
-    download_benchmark,
-    fetch_nltk_data,
 
 
 rule all:

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from mllm.model import MLLMConfig, MLLMModel
+from mllm.model.config import MLLMConfig
+from mllm.model.mllm import MLLMModel
 
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
 IMAGE_SIZE, PATCH, VOCAB, TEXT_TOKENS = 64, 8, 1400, 48

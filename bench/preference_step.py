@@ -18,10 +18,10 @@ import torch
 
 from mllm.data.collators import sft_collate
 from mllm.model.io import load_model
-from mllm.train.align import preference_dataset
-from mllm.train.logps import concatenated_logps
-from mllm.train.preference import PreferenceSettings, collate_preference_pairs, preference_loss
-from mllm.train.reference_cache import score_reference
+from mllm.preference.dataset import PreferenceDataset, collate_preference_pairs
+from mllm.preference.logps import concatenated_logps
+from mllm.preference.losses import PreferenceSettings, preference_loss
+from mllm.preference.reference_cache import score_reference
 
 
 def interleaved_medians(steps: dict, rounds: int) -> dict[str, float]:
@@ -49,8 +49,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     loaded = load_model(args.model, device="cpu")
-    dataset = preference_dataset(
-        loaded, args.data, args.images, max_length=256, on_bad_record="raise"
+    dataset = PreferenceDataset.from_file(
+        args.data, loaded, max_length=256, image_folder=args.images
     )
     subset = [dataset[i] for i in range(args.pairs)]
     reference = score_reference(

@@ -1,10 +1,41 @@
+"""Decoding and evaluation of every stage: benchmark decoding per strategy, CHAIR against the
+world's COCO ground truth, and yes/no accuracy on the SFT test set."""
+
+
+rule decode:
+    input:
+        model=stage_model,
+        benchmark=WORLD_FILES["benchmark"],
+        code=code("workflow_scripts/decode.py"),
+    output:
+        "results/decode/{stage}/{strategy}.jsonl",
+    log:
+        "logs/decode/{stage}/{strategy}.log",
+    benchmark:
+        "benchmarks/decode/{stage}/{strategy}.tsv"
+    conda:
+        "../envs/mllm.yaml"
+    threads: THREADS
+    resources:
+        mem_mb=8000,
+        gpu=EVAL_GPUS,
+    params:
+        generation=generation_kwargs,
+        batch_size=settings("decoding", "batch_size"),
+        seed=settings("decoding", "seed"),
+        image_folder=image_root,
+        trust_remote_code=settings("real", "trust_remote_code", default=False),
+    script:
+        "../workflow_scripts/decode.py"
+
+
 rule build_chair_cache:
     input:
-        instances=data_input("instances"),
-        captions=data_input("captions"),
-        benchmark=data_input("benchmark"),
+        instances=WORLD_FILES["instances"],
+        captions=WORLD_FILES["captions"],
+        benchmark=WORLD_FILES["benchmark"],
         nltk_data=nltk_data_input(),
-        code=library("eval/chair.py", "eval/chair_lexicon.py", "eval/text_analysis.py"),
+        code=code("workflow_scripts/build_chair_cache.py"),
     output:
         "results/chair/gt_cache.json",
     log:
@@ -17,10 +48,7 @@ rule build_chair_cache:
     resources:
         mem_mb=4000,
     params:
-        instances=[data_path("instances")],
-        captions=[data_path("captions")],
-        benchmark=data_path("benchmark"),
-        analyzer=config["chair"].get("analyzer", "auto"),
+        analyzer=settings("chair", "analyzer"),
     script:
         "../workflow_scripts/build_chair_cache.py"
 
@@ -30,7 +58,7 @@ rule chair:
         answers="results/decode/{stage}/{strategy}.jsonl",
         cache="results/chair/gt_cache.json",
         nltk_data=nltk_data_input(),
-        code=library("eval/chair.py", "eval/chair_lexicon.py", "eval/text_analysis.py"),
+        code=code("workflow_scripts/chair.py"),
     output:
         "results/chair/{stage}/{strategy}.json",
     log:
@@ -47,8 +75,8 @@ rule chair:
 rule yesno_accuracy:
     input:
         model=stage_model,
-        data=sft_inputs(),
-        code=library(*CORE_CODE, "eval/decoding.py", "eval/yesno.py"),
+        test=WORLD_FILES["sft_test"],
+        code=code("workflow_scripts/yesno_accuracy.py"),
     output:
         metrics="results/yesno/{stage}.json",
         answers="results/yesno/{stage}.answers.jsonl",
@@ -61,13 +89,10 @@ rule yesno_accuracy:
     threads: THREADS
     resources:
         mem_mb=8000,
-        gpu=config["compute"]["eval_gpus"],
+        gpu=EVAL_GPUS,
     params:
-        test_file=sft_data("sft_test"),
-        image_folder=sft_image_folder,
-        generation=settings("yesno", "generation"),
-        batch_size=settings("yesno", "batch_size", default=16),
-        seed=settings("yesno", "seed", default=0),
+        image_folder=image_root,
+        settings=settings("yesno"),
     script:
         "../workflow_scripts/yesno_accuracy.py"
 
@@ -77,6 +102,7 @@ rule fetch_nltk_data:
         directory("resources/nltk_data"),
     log:
         "logs/fetch_nltk_data.log",
+    localrule: True
     conda:
         "../envs/mllm.yaml"
     threads: 1

@@ -1,18 +1,28 @@
+"""The results page: every metric of every stage, the training curves and the jobs' costs."""
+
+
 rule report:
     input:
-        chair=chair_outputs(),
-        yesno=yesno_outputs(),
-        yesno_answers=[p.replace(".json", ".answers.jsonl") for p in yesno_outputs()],
-        training=train_metrics_outputs(),
-        states=[
-            p.replace("metrics.json", "trainer_state.json")
-            for p in train_metrics_outputs()
+        chair=[f"results/chair/{stage}/{s}.json" for stage, s in PLAN.decodings],
+        yesno=[f"results/yesno/{stage}.json" for stage in PLAN.yesno_stages],
+        yesno_answers=[
+            f"results/yesno/{stage}.answers.jsonl" for stage in PLAN.yesno_stages
         ],
-        grounding=grounding_outputs(),
-        grounding_items=[p.replace(".json", ".jsonl") for p in grounding_outputs()],
+        training=[f"results/train/{run}/metrics.json" for run in PLAN.trained_stages],
+        states=[
+            f"results/train/{run}/trainer_state.json" for run in PLAN.trained_stages
+        ],
+        grounding=[
+            f"results/grounding/{stage}/{dataset}_{split}.json"
+            for stage, dataset, split in PLAN.grounding_evaluations
+        ],
+        grounding_items=[
+            f"results/grounding/{stage}/{dataset}_{split}.jsonl"
+            for stage, dataset, split in PLAN.grounding_evaluations
+        ],
         job_benchmarks=list(job_benchmarks()),
-        benchmark=data_input("benchmark"),
-        code=library("report", "eval/decoding.py", "data/images.py"),
+        benchmark=WORLD_FILES["benchmark"],
+        code=code("workflow_scripts/render_report.py"),
     output:
         page=report(
             "results/report/index.html",
@@ -38,15 +48,13 @@ rule report:
     resources:
         mem_mb=2000,
     params:
-        runs=chair_runs(),
-        stages=STAGES,
-        preference_runs=PREFERENCE_RUNS,
-        preference_start=PREFERENCE["start"] if PREFERENCE else None,
+        runs=PLAN.decodings,
+        stages=PLAN.stages,
+        preference_runs=PLAN.preference_losses,
+        preference_start=PLAN.preference["start"] if PLAN.preference else None,
         benchmark_stages=list(job_benchmarks().values()),
-        benchmark=data_path("benchmark"),
-        image_folder=benchmark_image_folder,
-        grounding_run=GROUNDING_STAGE if GROUNDING else None,
-        grounding_image_folder=grounding_image_folder,
+        image_folder=image_root,
+        grounding_run=GROUNDING_STAGE if PLAN.grounding else None,
         world=config["world"],
         config=settings(),
     script:

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from mllm.data.tokenizer import build_tokenizer
+from mllm.demo.base_model import base_model_config
+from mllm.demo.tokenizer import build_tokenizer
 from mllm.model import MLLMConfig, MLLMModel
 from mllm.model.io import save_model
-from mllm.train.pretrain import base_model_config
 
 VOCAB = 96
 EOS = 3
@@ -110,16 +110,38 @@ def write_tiny_checkpoint(directory):
     return directory
 
 
+# What a workflow copy needs: the Snakefile and everything it reads (rules, adapters, library).
+WORKFLOW_SOURCES = ("Snakefile", "rules", "workflow_scripts", "mllm", "config", "envs", "report")
+
+
+def copy_workflow(destination: Path) -> Path:
+    """A copy of the workflow's sources (no caches); returns its Snakefile. Tests that edit the
+    library to watch what reruns edit this copy, never the repository."""
+    repo = Path(__file__).resolve().parents[1]
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_SOURCES:
+        source = repo / name
+        if source.is_dir():
+            shutil.copytree(
+                source, destination / name, ignore=shutil.ignore_patterns("__pycache__")
+            )
+        else:
+            shutil.copy2(source, destination / name)
+    return destination / "Snakefile"
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> tuple[Path, Path]:
     """The whole default DAG on the tiny config (tests/workflow/config.yaml), run once per session
     and shared: the workflow tests and the report's browser and native-report tests read it.
-    Returns (working directory, config file)."""
+    It runs the copy of the workflow in ``<workdir>/workflow`` (its code inputs point there), so
+    a test may edit that copy's library to see what reruns. Returns (working directory, config)."""
     repo = Path(__file__).resolve().parents[1]
     workdir = tmp_path_factory.mktemp("tiny-run")
     config = workdir / "config.yaml"
     shutil.copy(repo / "tests" / "workflow" / "config.yaml", config)
-    command = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir)]
+    snakefile = copy_workflow(workdir / "workflow")
+    command = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "-d", str(workdir)]
     command += ["--cores", "2", "report", "--configfile", str(config)]
     result = subprocess.run(command, capture_output=True, text=True, cwd=workdir, timeout=900)
     assert result.returncode == 0, f"tiny run failed:\n{result.stdout}\n{result.stderr}"

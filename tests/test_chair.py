@@ -136,8 +136,8 @@ def test_caption_objects_lemmas_and_double_words(analyzer):
 # --- the GT cache file ---------------------------------------------------------------------
 
 
-def test_cli_builds_cache_and_scores(tmp_path, capsys):
-    cache_path, metrics_path = tmp_path / "gt.json", tmp_path / "out" / "chair.json"
+def build_cache_cli(out, *options: str) -> None:
+    """``python -m mllm.eval.chair build-cache`` on the fixture annotations, offline analyzer."""
     chair.main(
         [
             "build-cache",
@@ -147,10 +147,16 @@ def test_cli_builds_cache_and_scores(tmp_path, capsys):
             str(CAPTIONS),
             "--analyzer",
             "offline-rules",
+            *options,
             "--out",
-            str(cache_path),
+            str(out),
         ]
     )
+
+
+def test_cli_builds_cache_and_scores(tmp_path, capsys):
+    cache_path, metrics_path = tmp_path / "gt.json", tmp_path / "out" / "chair.json"
+    build_cache_cli(cache_path)
     assert chair.read_gt_cache(cache_path)["objects"] == EXPECTED_GT
     chair.main(
         ["score", "--answers", str(ANSWERS), "--cache", str(cache_path), "--out", str(metrics_path)]
@@ -166,21 +172,7 @@ def test_cache_restricted_to_the_benchmark_images(tmp_path):
     bench = tmp_path / "bench.jsonl"
     bench.write_text('{"image_id": 1, "question": "q"}\n{"image_id": 4, "question": "q"}\n')
     cache_path = tmp_path / "gt.json"
-    chair.main(
-        [
-            "build-cache",
-            "--instances",
-            str(INSTANCES),
-            "--captions",
-            str(CAPTIONS),
-            "--analyzer",
-            "offline-rules",
-            "--only-images-in",
-            str(bench),
-            "--out",
-            str(cache_path),
-        ]
-    )
+    build_cache_cli(cache_path, "--only-images-in", str(bench))
     assert chair.read_gt_cache(cache_path)["objects"] == {"1": EXPECTED_GT["1"], "4": []}
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mllm.data import IGNORE_INDEX, DataError, preference_collate, sft_collate
+from mllm.data.collators import preference_collate, sft_collate
+from mllm.data.errors import DataError
+from mllm.data.preprocess import IGNORE_INDEX
 
 
 def sample(ids: list[int], n_pieces: int = 1, seed: int = 0) -> dict:

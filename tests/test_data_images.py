@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from mllm.data import DataError, ImageProcessor, load_image
-from mllm.data.images import _to_patch_strip
+from mllm.data.errors import DataError
+from mllm.data.images import ImageProcessor, _to_patch_strip, load_image
 
 PATCH = 14
 

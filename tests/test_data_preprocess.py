@@ -8,15 +8,15 @@ import pytest
 import torch
 from PIL import Image
 
-from mllm.data import (
+from mllm.data.errors import DataError
+from mllm.data.images import ImageProcessor
+from mllm.data.preprocess import (
     IGNORE_INDEX,
-    DataError,
-    ImageProcessor,
     build_generation_inputs,
-    build_tokenizer,
     preprocess_conversation,
     preprocess_sft_record,
 )
+from mllm.demo.tokenizer import build_tokenizer
 
 QUERY_NUM = 4
 SMALL = (20, 20)  # not sliced at scale_resolution 28

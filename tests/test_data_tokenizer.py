@@ -7,8 +7,9 @@ import timeit
 import pytest
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from mllm.data import DEFAULT_SYSTEM_PROMPT, build_tokenizer, render_chatml
 from mllm.data.special_tokens import IM_END, SPECIAL_TOKENS
+from mllm.data.template import DEFAULT_SYSTEM_PROMPT, render_chatml
+from mllm.demo.tokenizer import build_tokenizer
 
 CAPTIONS = [
     "A dog sits on a red sofa next to a cat.",

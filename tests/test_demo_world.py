@@ -17,12 +17,13 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 import mllm
-from mllm.demo import DemoWorldConfig, generate_world
 from mllm.demo import world as world_module
 from mllm.demo.captions import BENCH_PROMPTS
 from mllm.demo.categories import partner_map
+from mllm.demo.config import DemoWorldConfig
 from mllm.demo.referring import parse, referents
 from mllm.demo.scene import Scene, SceneObject, sample_categories
+from mllm.demo.world import generate_world
 
 TINY = dict(
     seed=3,

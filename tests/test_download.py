@@ -14,15 +14,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from mllm import download
-from mllm.download import (
-    KNOWN_SOURCES,
-    FetchError,
-    fetch_benchmark,
-    fetch_coco_annotations,
-    fetch_file,
-    snapshot_model,
-)
+from mllm.download import fetch, model
+from mllm.download.benchmark import fetch_benchmark
+from mllm.download.coco import fetch_coco_annotations
+from mllm.download.errors import FetchError
+from mllm.download.files import fetch_file
+from mllm.download.images import fetch_image_folder
+from mllm.download.model import snapshot_model
+from mllm.download.rec import fetch_rec_files
+from mllm.download.sources import KNOWN_SOURCES, SHIKRA_REC_EVAL_FILES
 
 PAYLOAD = b"0123456789" * 1000
 
@@ -46,7 +46,7 @@ def leftovers(folder: Path) -> list[str]:
 
 @pytest.fixture(autouse=True)
 def no_retry_waits(monkeypatch):
-    monkeypatch.setattr(download, "RETRY_DELAYS_SECONDS", (0.0, 0.0, 0.0))
+    monkeypatch.setattr(fetch, "RETRY_DELAYS_SECONDS", (0.0, 0.0, 0.0))
 
 
 # --- a local HTTP server ---------------------------------------------------------------------
@@ -493,8 +493,8 @@ def test_snapshot_model_from_hub_pins_the_resolved_commit(tmp_path, monkeypatch)
         (Path(local_dir) / ".cache" / "huggingface").mkdir(parents=True)
         return str(local_dir)
 
-    monkeypatch.setattr(download, "model_info", fake_model_info)
-    monkeypatch.setattr(download, "snapshot_download", fake_snapshot_download)
+    monkeypatch.setattr(model, "model_info", fake_model_info)
+    monkeypatch.setattr(model, "snapshot_download", fake_snapshot_download)
     dest = tmp_path / "resources" / "model"
     provenance = snapshot_model(
         "HaoyeZhang/MLLM_Excercise_Model", dest, revision="v1.0", allow_patterns=["*"]
@@ -520,7 +520,7 @@ def test_known_sources_are_plain_data_without_invented_digests():
         if entry["kind"] == "manual":
             assert entry["source"] is None and entry["page"].startswith("https://"), name
     assert KNOWN_SOURCES["exercise_model"]["source"] == "HaoyeZhang/MLLM_Excercise_Model"
-    assert len(download.SHIKRA_REC_EVAL_FILES) == 8
+    assert len(SHIKRA_REC_EVAL_FILES) == 8
 
 
 # --- grounding: REC files and the COCO image folder --------------------------------------------
@@ -535,7 +535,7 @@ def test_rec_files_from_zip_over_http_match_members_by_file_name(server, tmp_pat
     archive = zip_bytes({f"shikra_data/{name}": data for name, data in REC_FILES.items()})
     url = server.serve("/shikra.zip", archive, content_type="application/zip")
     dest = tmp_path / "grounding"
-    provenance = download.fetch_rec_files(url, dest, sorted(REC_FILES), sha256=sha256_of(archive))
+    provenance = fetch_rec_files(url, dest, sorted(REC_FILES), sha256=sha256_of(archive))
     for name, data in REC_FILES.items():
         assert (dest / name).read_bytes() == data
         assert provenance["files"][name] == {"sha256": sha256_of(data), "bytes": len(data)}
@@ -548,17 +548,17 @@ def test_rec_files_from_folder_and_bad_files_leave_nothing(tmp_path):
     for name, data in REC_FILES.items():
         (folder / name).write_bytes(data)
     dest = tmp_path / "grounding"
-    assert download.fetch_rec_files(str(folder), dest, sorted(REC_FILES))["sha256"] is None
+    assert fetch_rec_files(str(folder), dest, sorted(REC_FILES))["sha256"] is None
     assert sorted(p.name for p in dest.iterdir()) == sorted(REC_FILES)
 
     (folder / "REC_ref3_train.jsonl").write_bytes(b"<!DOCTYPE html><html>Google Drive</html>")
     other = tmp_path / "other"
     with pytest.raises(FetchError, match="REC_ref3_train.jsonl: the first line is not JSON"):
-        download.fetch_rec_files(str(folder), other, sorted(REC_FILES))
+        fetch_rec_files(str(folder), other, sorted(REC_FILES))
     with pytest.raises(FetchError, match="no such file"):
-        download.fetch_rec_files(str(folder), other, ["REC_refcocog_umd_test.jsonl"])
+        fetch_rec_files(str(folder), other, ["REC_refcocog_umd_test.jsonl"])
     with pytest.raises(ValueError, match="sha256 checks a zip"):
-        download.fetch_rec_files(str(folder), other, sorted(REC_FILES), sha256="0" * 64)
+        fetch_rec_files(str(folder), other, sorted(REC_FILES), sha256="0" * 64)
     assert not other.exists() and leftovers(tmp_path) == []
 
 
@@ -566,9 +566,7 @@ def test_image_folder_strips_the_archive_top_folder(tmp_path):
     archive = tmp_path / "train2014.zip"
     archive.write_bytes(zip_bytes({"train2014/a.jpg": b"A", "train2014/sub/b.jpg": b"B"}))
     dest = tmp_path / "coco" / "train2014"
-    provenance = download.fetch_image_folder(
-        str(archive), dest, sha256=sha256_of(archive.read_bytes())
-    )
+    provenance = fetch_image_folder(str(archive), dest, sha256=sha256_of(archive.read_bytes()))
     assert (dest / "a.jpg").read_bytes() == b"A" and (dest / "sub/b.jpg").read_bytes() == b"B"
     assert provenance["images"] == 2 and provenance["sha256"] == sha256_of(archive.read_bytes())
 
@@ -583,5 +581,5 @@ def test_image_folder_refuses_bad_archives_and_writes_nothing(tmp_path, members,
     archive.write_bytes(zip_bytes(members))
     dest = tmp_path / "coco" / "train2014"
     with pytest.raises(FetchError, match=problem):
-        download.fetch_image_folder(str(archive), dest)
+        fetch_image_folder(str(archive), dest)
     assert not dest.exists() and leftovers(dest.parent) == []

@@ -27,15 +27,16 @@ from mllm.data.grounding import (
 from mllm.data.images import ImageProcessor
 from mllm.data.preprocess import build_generation_inputs, preprocess_conversation
 from mllm.data.special_tokens import IMAGE_TAG, MINICPMV_IMAGE_TAG
-from mllm.data.tokenizer import build_tokenizer
+from mllm.demo.tokenizer import build_tokenizer
 from mllm.eval.grounding import (
-    REFERENCE_ACCURACY,
+    GroundingEvalSettings,
     box_to_pixels,
     evaluate_grounding,
     iou,
     parse_box,
     score_split,
 )
+from mllm.report.references import REFERENCE_ACCURACY
 
 # --- fixtures ------------------------------------------------------------------------------
 
@@ -490,9 +491,7 @@ def test_evaluate_grounding_writes_metrics_and_one_row_per_referent(images, tmp_
     generation = {"do_sample": False, "max_new_tokens": 6}
     run = dict(
         image_folder=images,
-        generation=generation,
-        batch_size=2,
-        seed=0,
+        settings=GroundingEvalSettings(generation, batch_size=2, seed=0),
         labels={"stage": "base", "dataset": "refcoco", "split": "val"},
     )
     loaded = load_model(tmp_path / "model")
@@ -514,3 +513,13 @@ def test_evaluate_grounding_writes_metrics_and_one_row_per_referent(images, tmp_
         loaded, referents, **run, metrics_path=tmp_path / "m2.json", items_path=tmp_path / "i2"
     )
     assert again == metrics
+
+
+def test_eval_settings_defaults_and_unknown_keys():
+    from mllm.eval.yesno import YesNoSettings
+
+    settings = GroundingEvalSettings.from_dict({"generation": {"do_sample": False}})
+    assert (settings.batch_size, settings.seed) == (32, 0)
+    assert YesNoSettings.from_dict({"generation": {}, "seed": 3}) == YesNoSettings({}, 16, 3)
+    with pytest.raises(ValueError, match=r"grounding\.eval: unknown key\(s\) \['batchsize'\]"):
+        GroundingEvalSettings.from_dict({"generation": {}, "batchsize": 4}, where="grounding.eval")

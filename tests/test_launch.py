@@ -1,8 +1,9 @@
-"""The multi-process launch: `python -m mllm.launch` as the workflow renders it, and real torchrun
-runs with 2 ranks on CPU (gloo) that must write what one process writes."""
+"""The job modules' command line (`mllm.launch.main`) as the workflow renders it, and real
+torchrun runs with 2 ranks on CPU (gloo) that must write what one process writes."""
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -11,9 +12,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mllm.launch import job_arguments
+from mllm.data.errors import BadRecordPolicy
+from mllm.launch import job_arguments, main
 from mllm.model.io import load_model
+from mllm.preference.losses import PreferenceSettings
+from mllm.preference.reference import build_reference_logps
+from mllm.preference.train import train_preference
 from mllm.train.settings import TrainSettings
+from mllm.train.sft import train_sft
 from tests.conftest import write_tiny_checkpoint
 from tests.test_preference import noise_png, pair_record
 from tests.test_sft import SETTINGS, write_sft_data
@@ -21,12 +27,26 @@ from tests.test_sft import SETTINGS, write_sft_data
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "tests" / "workflow" / "config.yaml"
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+# job -> the module whose `python -m` runs it
+JOB_MODULES = {
+    "build_base_model": "mllm.demo.base_model",
+    "train_sft": "mllm.train.sft",
+    "build_reference_logps": "mllm.preference.reference",
+    "train_preference": "mllm.preference.train",
+}
+SFT_PATHS = [
+    "start_model_dir=base",
+    "model_dir=sft",
+    "checkpoint_dir=checkpoints",
+    "state_path=state.json",
+    "metrics_path=metrics.json",
+]
 
 
 def launch(job: str, spec: dict, *paths: str, ranks: int = 1) -> subprocess.CompletedProcess:
     """Run one job like the rule does (2 CPU threads for the whole job)."""
     launcher = TORCHRUN if ranks == 2 else [sys.executable]
-    command = [*launcher, "-m", "mllm.launch", job, "--threads", "2", "--spec", json.dumps(spec)]
+    command = [*launcher, "-m", JOB_MODULES[job], job, "--threads", "2", "--spec", json.dumps(spec)]
     result = subprocess.run(
         [*command, *paths], cwd=REPO, capture_output=True, text=True, timeout=600
     )
@@ -35,20 +55,79 @@ def launch(job: str, spec: dict, *paths: str, ranks: int = 1) -> subprocess.Comp
 
 
 def test_spec_and_paths_become_the_job_arguments():
-    arguments = job_arguments(
-        "train_sft", json.dumps({"settings": {"max_steps": 3}, "train_file": "t.json"}), ["a=b=c"]
-    )
+    spec = {"settings": {"max_steps": 3}, "train_file": "t.json", "eval_file": None}
+    arguments = job_arguments(train_sft, json.dumps(spec), [*SFT_PATHS[1:], "start_model_dir=b=c"])
     assert arguments == {
         "settings": TrainSettings(max_steps=3),
         "train_file": "t.json",
-        "a": "b=c",
+        "eval_file": None,
+        "start_model_dir": "b=c",
+        **dict(pair.split("=") for pair in SFT_PATHS[1:]),
     }
     with pytest.raises(ValueError, match="both in --spec and as a path"):
-        job_arguments("train_sft", '{"a": 1}', ["a=x"])
+        job_arguments(train_sft, '{"model_dir": 1}', ["model_dir=x"])
     with pytest.raises(ValueError, match="expected NAME=PATH"):
-        job_arguments("train_sft", "{}", ["model_dir"])
+        job_arguments(train_sft, "{}", ["model_dir"])
     with pytest.raises(ValueError, match=r"train_sft: settings: unknown key\(s\) \['steps'\]"):
-        job_arguments("train_sft", '{"settings": {"steps": 3}}', [])
+        job_arguments(train_sft, '{"settings": {"steps": 3}, "train_file": "t"}', SFT_PATHS)
+    with pytest.raises(ValueError, match=r"train_sft: unknown argument\(s\) \['epochs'\]"):
+        job_arguments(train_sft, '{"epochs": 3}', SFT_PATHS)
+    with pytest.raises(
+        ValueError, match=r"train_sft: missing argument\(s\) \['train_file', 'settings'\]"
+    ):
+        job_arguments(train_sft, "{}", SFT_PATHS)
+    with pytest.raises(ValueError, match="train_sft: train_file may not be null"):
+        job_arguments(train_sft, '{"settings": {}, "train_file": null}', SFT_PATHS)
+
+
+def test_arguments_are_converted_by_the_annotations_and_left_out_ones_take_the_defaults():
+    paths = ["model_dir=m", "data_file=d.json", "output_path=o", "summary_path=s"]
+    assert job_arguments(build_reference_logps, "{}", paths) == dict(p.split("=") for p in paths)
+    with pytest.raises(
+        ValueError, match=r"build_reference_logps: on_bad_record 'error' is not one"
+    ):
+        job_arguments(build_reference_logps, '{"on_bad_record": "error"}', paths)
+    paths = [*SFT_PATHS, "reference_path=r", "data_file=d.json"]
+    spec = {"preference": {"loss_type": "nca", "beta": 0.5}, "settings": {"max_steps": 2}}
+    arguments = job_arguments(train_preference, json.dumps(spec), paths)
+    assert arguments == {
+        "preference": PreferenceSettings(loss_type="nca", beta=0.5),
+        "settings": TrainSettings(max_steps=2),
+        **dict(p.split("=") for p in paths),
+    }
+    spec["preference"] = {"rpo_alpha": 1}
+    with pytest.raises(ValueError, match=r"train_preference: preference: unknown key"):
+        job_arguments(train_preference, json.dumps(spec), paths)
+
+
+def test_main_runs_the_named_job_and_rank_0_prints_its_result(capsys, monkeypatch):
+    monkeypatch.delenv("RANK", raising=False)
+
+    def score(*, data_file: str, on_bad_record: BadRecordPolicy = "raise") -> dict:
+        return {"data_file": data_file, "on_bad_record": on_bad_record}
+
+    def other() -> None:
+        raise AssertionError("not this one")
+
+    main(
+        [other, score],
+        ["score", "--threads", "1", "--spec", '{"on_bad_record": "skip"}', "data_file=x"],
+    )
+    assert json.loads(capsys.readouterr().out) == {"data_file": "x", "on_bad_record": "skip"}
+    with pytest.raises(SystemExit):
+        main([score], ["train", "--spec", "{}"])
+
+
+def test_the_launcher_imports_no_job_module():
+    tree = ast.parse((REPO / "mllm" / "launch.py").read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {
+        a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names
+    }
+    assert imported & set(JOB_MODULES.values()) == set()
+    assert not any(
+        name.startswith(("mllm.train", "mllm.preference", "mllm.demo")) for name in imported
+    )
 
 
 @pytest.mark.parametrize("gpus", [0, 1, 2])
@@ -66,10 +145,12 @@ def test_training_rules_launch_torchrun_only_with_several_gpus(tmp_path, gpus):
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    commands = [line for line in result.stdout.splitlines() if "-m mllm.launch" in line]
-    jobs = {"build_base_model", "train_sft", "reference_logps", "train_preference"}
-    assert {line.split("-m mllm.launch ")[1].split()[0] for line in commands} == jobs
-    torchrun = "-m torch.distributed.run --standalone --nproc_per_node=2 -m mllm.launch"
+    runs = {f"-m {module} {job} ": job for job, module in JOB_MODULES.items()}
+    commands = [line for line in result.stdout.splitlines() if any(run in line for run in runs)]
+    assert {job for run, job in runs.items() if any(run in line for line in commands)} == set(
+        JOB_MODULES
+    )
+    torchrun = "-m torch.distributed.run --standalone --nproc_per_node=2 -m mllm."
     for line in commands:
         assert (torchrun in line) == (gpus == 2), line
         assert "> logs/" in line and line.endswith("2>&1")
@@ -130,7 +211,7 @@ def test_reference_logps_sharded_over_two_ranks_are_the_single_process_bytes(tmp
     }
     for name, ranks in (("single", 1), ("sharded", 2)):
         launch(
-            "reference_logps",
+            "build_reference_logps",
             spec,
             f"model_dir={tmp_path / 'base'}",
             f"output_path={tmp_path / name}.safetensors",

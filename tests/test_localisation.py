@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mllm.model import MLLMConfig
+from mllm.model.config import MLLMConfig
 from mllm.model.resampler import Resampler
 from tests.conftest import tiny_config
 
@@ -70,8 +70,8 @@ def test_locality_is_off_by_default_and_validated():
 
 
 def test_ordinal_number_rows_are_smooth_in_the_value_and_touch_nothing_else():
-    from mllm.data.tokenizer import NUMBER_TOKENS, build_tokenizer
-    from mllm.train.pretrain import init_ordinal_number_rows
+    from mllm.demo.base_model import init_ordinal_number_rows
+    from mllm.demo.tokenizer import NUMBER_TOKENS, build_tokenizer
     from tests.conftest import tiny_model
 
     tokenizer = build_tokenizer(["a cup on a table."] * 10, vocab_size=1300)

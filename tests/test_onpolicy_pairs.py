@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mllm.data import DataError
+from mllm.data.errors import DataError
 from mllm.eval.text_analysis import AnalyzerUnavailable, get_analyzer
-from mllm.train import onpolicy_pairs
-from mllm.train.onpolicy_pairs import (
+from mllm.preference import on_policy as onpolicy_pairs
+from mllm.preference.on_policy import (
     AnswerScorer,
     OnPolicySettings,
     PairStats,

@@ -18,25 +18,22 @@ import torch
 from PIL import Image
 from trl import DPOTrainer
 
-from mllm.data import DataError, build_tokenizer
+from mllm.data.errors import DataError
 from mllm.data.images import ImageProcessor
 from mllm.data.special_tokens import IM_END
+from mllm.demo.tokenizer import build_tokenizer
 from mllm.model.io import image_processor_for, save_model
-from mllm.train.logps import get_batch_logps, mean_token_nll
-from mllm.train.preference import (
-    PreferenceDataset,
-    PreferenceSettings,
-    PreferenceTrainer,
-    collate_preference_pairs,
-    preference_loss,
-)
-from mllm.train.reference_cache import (
+from mllm.preference.dataset import PreferenceDataset, collate_preference_pairs
+from mllm.preference.logps import get_batch_logps, mean_token_nll
+from mllm.preference.losses import PreferenceSettings, preference_loss
+from mllm.preference.reference_cache import (
     load_reference_logps,
     merge_reference_logps,
     reference_cache_key,
     save_reference_logps,
     score_reference,
 )
+from mllm.preference.trainer import PreferenceTrainer
 from mllm.train.settings import TrainSettings
 from mllm.train.trainer import train
 from tests.conftest import QUERY_NUM, tiny_model

@@ -14,16 +14,17 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from mllm.report.content import ReportInputs
 from mllm.report.grounding import read_grounding
-from mllm.report.html import ReportInputs, build_report, render, write_report
 from mllm.report.inputs import collect_inputs
-from mllm.report.overview import (
+from mllm.report.jobs import (
     JobCost,
     config_hash,
-    read_benchmark,
+    read_job_cost,
     seeds,
     stage_costs,
 )
+from mllm.report.page import build_report, render, write_report
 from mllm.report.plots import loss_series
 from mllm.report.stats import bootstrap_ratio, chair_estimates, rate_estimate
 from mllm.report.viewer import benchmark_thumbnails
@@ -96,7 +97,7 @@ def test_benchmark_files_give_wall_time_and_peak_memory_per_stage(tmp_path):
     train = tmp_path / "benchmarks" / "train_sft" / "sft.tsv"
     train.parent.mkdir(parents=True)
     train.write_text(header + "60.0\t0:01:00\tNA\t-\t-\t-\t-\t-\t-\t-\n")
-    jobs = [read_benchmark(decode, "sft"), read_benchmark(train, "sft")]
+    jobs = [read_job_cost(decode, "sft"), read_job_cost(train, "sft")]
     assert jobs[0] == JobCost("decode/sft/greedy", "sft", 11.08, 535.61)
     assert jobs[1].max_rss_mb is None
     costs = stage_costs(jobs, ["sft", "base"])

@@ -17,8 +17,19 @@ TINY_CONFIG = REPO / "tests" / "workflow" / "config.yaml"
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
-def snakemake(*args: str, workdir: Path = REPO, configfile: Path | None = None, check: bool = True):
-    command = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args]
+def tiny_snakefile(workdir: Path) -> Path:
+    """The tiny run's own copy of the workflow (tests/conftest.py: tiny_run)."""
+    return workdir / "workflow" / "Snakefile"
+
+
+def snakemake(
+    *args: str,
+    workdir: Path = REPO,
+    configfile: Path | None = None,
+    check: bool = True,
+    snakefile: Path = REPO / "Snakefile",
+):
+    command = [*SNAKEMAKE, "-s", str(snakefile), "-d", str(workdir), *args]
     if configfile is not None:
         command += ["--configfile", str(configfile)]
     result = subprocess.run(command, capture_output=True, text=True, cwd=workdir, timeout=600)
@@ -80,16 +91,20 @@ def test_on_policy_pairs_feed_the_reference_and_every_preference_run(tmp_path):
     assert "results/preference/pairs.json" in result.stdout
 
 
-def test_on_policy_pairs_outside_the_demo_need_gt_instances(tmp_path):
+def test_on_policy_pairs_in_the_real_world_take_their_gt_from_coco_train2014(tmp_path):
     config = yaml.safe_load((REPO / "config" / "experiments" / "exercise.yaml").read_text())
     tiny = yaml.safe_load(TINY_CONFIG.read_text())
-    config["preference"] = {**tiny["preference"], "data": "data/preference_train.json"}
-    config["preference"]["pairs"] = "on_policy"
+    config["real"]["preference"] = "data/preference_train.json"
+    config["preference"] = {**tiny["preference"], "pairs": "on_policy"}
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "preference_train.json").write_text("[]")
     path = tmp_path / "real.yaml"
     path.write_text(yaml.safe_dump(config))
-    result = snakemake("-n", "report", workdir=tmp_path, configfile=path, check=False)
-    assert result.returncode != 0
-    assert "preference.on_policy.instances" in result.stdout + result.stderr
+    result = snakemake("-n", "build_preference_pairs", workdir=tmp_path, configfile=path)
+    jobs = planned_jobs(result.stdout)
+    # the prompts, and the COCO train2014 instances + captions as the world's train GT
+    assert jobs["import_world_file"] == 3 and jobs["download_coco_annotations"] == 1
+    assert "resources/downloads/coco/annotations/instances_train2014.json" in result.stdout
 
 
 def test_lint_is_clean():
@@ -151,7 +166,9 @@ def test_tiny_end_to_end_run_writes_the_report(tiny_run):
 @pytest.mark.slow
 def test_after_a_complete_run_nothing_is_rescheduled(tiny_run):
     workdir, config = tiny_run
-    result = snakemake("-n", "report", workdir=workdir, configfile=config)
+    result = snakemake(
+        "-n", "report", workdir=workdir, configfile=config, snakefile=tiny_snakefile(workdir)
+    )
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
@@ -162,7 +179,9 @@ def test_changing_the_lora_rank_reruns_only_sft_and_what_depends_on_it(tiny_run)
     changed["sft"]["sft"]["training"]["lora"]["r"] = 4
     changed_path = workdir / "rank4.yaml"
     changed_path.write_text(yaml.safe_dump(changed))
-    result = snakemake("-n", "report", workdir=workdir, configfile=changed_path)
+    result = snakemake(
+        "-n", "report", workdir=workdir, configfile=changed_path, snakefile=tiny_snakefile(workdir)
+    )
     assert planned_jobs(result.stdout) == {
         "train_sft": 1,
         "yesno_accuracy": 1,
@@ -180,7 +199,9 @@ def test_changing_one_beta_reruns_only_that_preference_run_not_the_reference(tin
     changed["preference"]["betas"] = [0.1, 0.3]
     changed_path = workdir / "beta.yaml"
     changed_path.write_text(yaml.safe_dump(changed))
-    result = snakemake("-n", "report", workdir=workdir, configfile=changed_path)
+    result = snakemake(
+        "-n", "report", workdir=workdir, configfile=changed_path, snakefile=tiny_snakefile(workdir)
+    )
     jobs = planned_jobs(result.stdout)
     assert jobs == {
         "train_preference": 1,
@@ -199,7 +220,9 @@ def test_changing_the_grounding_lr_reruns_only_grounding_training_and_its_evalua
     changed["grounding"]["training"]["learning_rate"] = 0.001
     changed_path = workdir / "grounding_lr.yaml"
     changed_path.write_text(yaml.safe_dump(changed))
-    result = snakemake("-n", "report", workdir=workdir, configfile=changed_path)
+    result = snakemake(
+        "-n", "report", workdir=workdir, configfile=changed_path, snakefile=tiny_snakefile(workdir)
+    )
     assert planned_jobs(result.stdout) == {
         "train_grounding": 1,
         "grounding_eval": 2,  # the grounding stage on both splits; base is not re-evaluated
@@ -219,7 +242,56 @@ def test_changing_the_beam_width_reruns_only_beam_decoding_and_what_follows(tiny
     changed["decoding"]["strategies"]["beam"]["num_beams"] = 2
     changed_path = workdir / "beam2.yaml"
     changed_path.write_text(yaml.safe_dump(changed))
-    result = snakemake("-n", "report", workdir=workdir, configfile=changed_path)
+    result = snakemake(
+        "-n", "report", workdir=workdir, configfile=changed_path, snakefile=tiny_snakefile(workdir)
+    )
     assert planned_jobs(result.stdout) == {"decode": 1, "chair": 1, "report": 1}
     assert "results/decode/base/beam.jsonl" in result.stdout
     assert "results/decode/base/greedy.jsonl" not in result.stdout
+
+
+def test_no_rule_asks_which_world_it_is_in():
+    """The world boundary: only the Snakefile's include picks the world; rules read its table."""
+    world_test = re.compile(
+        r"IS_DEMO|IS_REAL|config\[.world.\]\s*[!=]=|world\s*[!=]=\s*.(demo|real)"
+    )
+    for path in [REPO / "Snakefile", *sorted((REPO / "rules").rglob("*.smk"))]:
+        assert not world_test.search(path.read_text()), path
+
+
+# An edited library module -> the jobs that must rerun (tiny config: stages base, sft, grounding
+# and the preference runs nca at beta 0.1 and 0.5; trained stages are decoded greedily only).
+CODE_CHANGES = {
+    # CHAIR: the GT cache, every CHAIR score and the report; no decoding, no training
+    "mllm/eval/chair.py": {"build_chair_cache": 1, "chair": 7, "report": 1},
+    # a preference loss: both preference runs and what evaluates them; not SFT, not the reference
+    "mllm/preference/losses.py": {
+        "train_preference": 2,
+        "decode": 2,
+        "chair": 2,
+        "yesno_accuracy": 2,
+        "report": 1,
+    },
+    # the report's page assembly: the report alone
+    "mllm/report/page.py": {"report": 1},
+    # a module no job runs (the report's headless-browser check is a test tool): nothing
+    "mllm/report/browser.py": {},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", sorted(CODE_CHANGES))
+def test_editing_a_library_module_reruns_exactly_the_jobs_that_import_it(tiny_run, module):
+    workdir, config = tiny_run
+    path = workdir / "workflow" / module
+    original = path.read_text()
+    path.write_text(original + "\n# an edit\n")
+    try:
+        result = snakemake(
+            "-n", "report", workdir=workdir, configfile=config, snakefile=tiny_snakefile(workdir)
+        )
+    finally:
+        path.write_text(original)
+    assert planned_jobs(result.stdout) == CODE_CHANGES[module]
+    if not CODE_CHANGES[module]:
+        assert "Nothing to be done" in result.stdout + result.stderr

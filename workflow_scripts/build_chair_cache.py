@@ -3,8 +3,8 @@
 from typing import TYPE_CHECKING
 
 from mllm.atomic import write_json
+from mllm.eval.benchmark import read_benchmark
 from mllm.eval.chair import build_gt_cache
-from mllm.eval.decoding import read_benchmark
 from mllm.eval.nltk_data import use_nltk_data
 from mllm.eval.text_analysis import get_analyzer
 from mllm.runtime import start_job
@@ -14,11 +14,11 @@ if TYPE_CHECKING:
 
 start_job(snakemake.log[0], snakemake.threads)
 use_nltk_data(snakemake.input.nltk_data)
-image_ids = {int(row["image_id"]) for row in read_benchmark(snakemake.params.benchmark)}
+image_ids = {int(row["image_id"]) for row in read_benchmark(snakemake.input.benchmark)}
 cache = build_gt_cache(
-    snakemake.params.instances,
-    snakemake.params.captions,
-    get_analyzer(snakemake.params.analyzer),
+    [snakemake.input.instances],
+    [snakemake.input.captions],
+    get_analyzer(*filter(None, [snakemake.params.analyzer])),
     image_ids,
 )
 write_json(snakemake.output[0], cache, indent=1)

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 start_job(snakemake.log[0], snakemake.threads)
 decode_benchmark(
     load_model(snakemake.input.model, trust_remote_code=snakemake.params.trust_remote_code),
-    snakemake.params.benchmark,
+    snakemake.input.benchmark,
     snakemake.output[0],
     generation=dict(snakemake.params.generation),
     batch_size=snakemake.params.batch_size,

@@ -4,7 +4,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mllm.atomic import write_json
-from mllm.download import fetch_benchmark
+from mllm.download.benchmark import fetch_benchmark
 from mllm.runtime import start_job
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mllm.atomic import write_json
-from mllm.download import snapshot_model
+from mllm.download.model import snapshot_model
 from mllm.runtime import start_job
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mllm.atomic import write_json
-from mllm.download import fetch_rec_files
+from mllm.download.rec import fetch_rec_files
 from mllm.runtime import start_job
 
 if TYPE_CHECKING:
@@ -13,8 +13,8 @@ if TYPE_CHECKING:
 start_job(snakemake.log[0], snakemake.threads)
 if not snakemake.params.source:
     raise ValueError(
-        "config grounding.annotations: give the Shikra annotation zip (a manual download from "
-        "Google Drive, see mllm.download.KNOWN_SOURCES['shikra_annotations']) or a folder"
+        "config real.rec_annotations: give the Shikra annotation zip (a manual download from "
+        "Google Drive, see mllm.download.sources.KNOWN_SOURCES['shikra_annotations']) or a folder"
     )
 provenance = fetch_rec_files(
     snakemake.params.source,

@@ -1,5 +1,6 @@
 """Snakemake adapter: draw the demo world (mllm.demo.generate_world)."""
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mllm.demo.config import DemoWorldConfig
@@ -10,4 +11,5 @@ if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 start_job(snakemake.log[0], snakemake.threads)
-generate_world(snakemake.output[0], DemoWorldConfig.from_dict(dict(snakemake.params.settings)))
+world = Path(snakemake.output.manifest).parent  # every output lies in the world's folder
+generate_world(world, DemoWorldConfig.from_dict(dict(snakemake.params.settings)))

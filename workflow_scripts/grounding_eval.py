@@ -3,7 +3,7 @@
 from typing import TYPE_CHECKING
 
 from mllm.data.grounding import read_referents
-from mllm.eval.grounding import evaluate_grounding
+from mllm.eval.grounding import GroundingEvalSettings, evaluate_grounding
 from mllm.model.io import load_model
 from mllm.runtime import start_job
 
@@ -12,18 +12,17 @@ if TYPE_CHECKING:
 
 start_job(snakemake.log[0], snakemake.threads)
 referents = read_referents(
-    snakemake.params.source,
-    snakemake.params.format,
+    snakemake.input.referents,
     image_folder=snakemake.params.image_folder,
-    on_bad_record=snakemake.params.on_bad_record,
+    **snakemake.params.options,
 )
 metrics = evaluate_grounding(
     load_model(snakemake.input.model),
     referents,
     image_folder=snakemake.params.image_folder,
-    generation=dict(snakemake.params.generation),
-    batch_size=snakemake.params.batch_size,
-    seed=snakemake.params.seed,
+    settings=GroundingEvalSettings.from_dict(
+        snakemake.params.settings, where="config grounding.eval"
+    ),
     labels={k: snakemake.wildcards[k] for k in ("stage", "dataset", "split")},
     metrics_path=snakemake.output.metrics,
     items_path=snakemake.output.answers,

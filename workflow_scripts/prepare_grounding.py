@@ -11,11 +11,9 @@ if TYPE_CHECKING:
 start_job(snakemake.log[0], snakemake.threads)
 for split in ("train", "val"):
     summary = prepare_grounding_sft(
-        snakemake.params.sources[split],
+        snakemake.input[split],
         image_folder=snakemake.params.image_folder,
-        fmt=snakemake.params.format,
-        on_bad_record=snakemake.params.on_bad_record,
-        seed=snakemake.params.seed,
+        **snakemake.params.options,
         output_path=snakemake.output[split],
         summary_path=snakemake.output[f"{split}_summary"],
     )

@@ -2,8 +2,8 @@
 
 from typing import TYPE_CHECKING
 
-from mllm.report.html import write_report
 from mllm.report.inputs import collect_inputs
+from mllm.report.page import write_report
 from mllm.runtime import start_job
 
 if TYPE_CHECKING:
@@ -18,11 +18,11 @@ inputs = collect_inputs(
     training=list(snakemake.input.training),
     grounding=list(snakemake.input.grounding),
     grounding_run=snakemake.params.grounding_run,
-    grounding_image_folder=snakemake.params.grounding_image_folder,
+    grounding_image_folder=snakemake.params.image_folder,
     job_benchmarks=dict(
         zip(snakemake.input.job_benchmarks, snakemake.params.benchmark_stages, strict=True)
     ),
-    benchmark=snakemake.params.benchmark,
+    benchmark=snakemake.input.benchmark,
     image_folder=snakemake.params.image_folder,
     preference_runs=dict(snakemake.params.preference_runs),
     preference_start=snakemake.params.preference_start,

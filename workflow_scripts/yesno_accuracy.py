@@ -2,10 +2,10 @@
 
 from typing import TYPE_CHECKING
 
-from mllm.eval.yesno import evaluate_yesno
+from mllm.eval.yesno import YesNoSettings, evaluate_yesno
 from mllm.model.io import load_model
+from mllm.records import read_json_records
 from mllm.runtime import start_job
-from mllm.train.datasets import read_json_records
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
@@ -13,12 +13,10 @@ if TYPE_CHECKING:
 start_job(snakemake.log[0], snakemake.threads)
 metrics = evaluate_yesno(
     load_model(snakemake.input.model),
-    read_json_records(snakemake.params.test_file),
+    read_json_records(snakemake.input.test),
     image_folder=snakemake.params.image_folder,
-    generation=dict(snakemake.params.generation),
-    batch_size=snakemake.params.batch_size,
-    seed=snakemake.params.seed,
-    source=snakemake.params.test_file,
+    settings=YesNoSettings.from_dict(snakemake.params.settings, where="config yesno"),
+    source=snakemake.input.test,
     metrics_path=snakemake.output.metrics,
     answers_path=snakemake.output.answers,
 )

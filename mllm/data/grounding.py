@@ -19,7 +19,7 @@ Three source formats become one list of :class:`Referent` (one expression, one p
 
 A malformed record (bad JSON, a missing or mistyped field) always raises ``DataError``. A
 well-formed record that cannot be a sample — image missing or unreadable, a zero-area box, a box
-outside the image by more than ``BBOX_TOLERANCE_PX`` — follows ``on_bad_record``: ``"error"``
+outside the image by more than ``BBOX_TOLERANCE_PX`` — follows ``on_bad_record``: ``"raise"``
 raises ``DataError`` naming file and line, ``"skip"`` drops it and counts it by reason in
 ``Referents.skipped`` (also logged), so nothing disappears silently.
 
@@ -42,7 +42,7 @@ from pathlib import Path
 from PIL import Image
 
 from mllm.atomic import write_json
-from mllm.data.errors import DataError
+from mllm.data.errors import BadRecordPolicy, DataError, check_bad_record_policy
 from mllm.data.special_tokens import (
     BOX_END,
     BOX_START,
@@ -51,11 +51,11 @@ from mllm.data.special_tokens import (
     REF_END,
     REF_START,
 )
+from mllm.records import iter_jsonl, read_json
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("shikra", "qwen", "coco_refs")
-BAD_RECORD_POLICIES = ("error", "skip")
 SKIP_REASONS = ("missing_image", "unreadable_image", "zero_area_bbox", "bbox_outside_image")
 BBOX_TOLERANCE_PX = 1.0  # annotation tools round; a box this far past the border is still fine
 GRID_SIZE = 1000  # Qwen-VL box grid: coordinates are integers 0..GRID_SIZE-1
@@ -127,7 +127,7 @@ def read_referents(
     fmt: str = "auto",
     *,
     image_folder: str | os.PathLike | None = None,
-    on_bad_record: str = "error",
+    on_bad_record: BadRecordPolicy = "raise",
     split: str | None = None,
     instances: str | os.PathLike | None = None,
 ) -> Referents:
@@ -171,37 +171,41 @@ def read_shikra_rec(
     path: str | os.PathLike,
     *,
     image_folder: str | os.PathLike | None = None,
-    on_bad_record: str = "error",
+    on_bad_record: BadRecordPolicy = "raise",
 ) -> Referents:
     """Shikra REC JSONL; a row without ``width``/``height`` gets them from the image header."""
-    intake = _Intake(image_folder, on_bad_record)
-    for source, row in _jsonl_rows(path):
-        has_size = "width" in row or "height" in row
-        intake.add(
-            source,
-            _text(row, "img_path", source),
-            _text(row, "expression", source),
-            _box(row, "bbox", source),
-            _size(row, source) if has_size else None,
-        )
-    return intake.result(path)
+    return _read_box_rows(path, "img_path", "expression", False, image_folder, on_bad_record)
 
 
 def read_qwen_grounding(
     path: str | os.PathLike,
     *,
     image_folder: str | os.PathLike | None = None,
-    on_bad_record: str = "error",
+    on_bad_record: BadRecordPolicy = "raise",
 ) -> Referents:
     """Qwen-VL grounding eval JSONL ``{image, sent, bbox, width, height}``."""
+    return _read_box_rows(path, "image", "sent", True, image_folder, on_bad_record)
+
+
+def _read_box_rows(
+    path: str | os.PathLike,
+    image_key: str,
+    expression_key: str,
+    size_required: bool,
+    image_folder: str | os.PathLike | None,
+    on_bad_record: BadRecordPolicy,
+) -> Referents:
+    """JSONL rows ``{<image_key>, <expression_key>, bbox, width?, height?}``; without
+    ``size_required`` a row that has neither width nor height gets them from the image header."""
     intake = _Intake(image_folder, on_bad_record)
     for source, row in _jsonl_rows(path):
+        has_size = size_required or "width" in row or "height" in row
         intake.add(
             source,
-            _text(row, "image", source),
-            _text(row, "sent", source),
+            _text(row, image_key, source),
+            _text(row, expression_key, source),
             _box(row, "bbox", source),
-            _size(row, source),
+            _size(row, source) if has_size else None,
         )
     return intake.result(path)
 
@@ -212,7 +216,7 @@ def read_coco_refs(
     *,
     split: str | None = None,
     image_folder: str | os.PathLike | None = None,
-    on_bad_record: str = "error",
+    on_bad_record: BadRecordPolicy = "raise",
 ) -> Referents:
     """RefCOCO refs as JSON + COCO instances (default: ``instances.json`` beside the refs).
 
@@ -222,7 +226,7 @@ def read_coco_refs(
     """
     instances_path = instances_path or Path(refs_path).parent / "instances.json"
     images, annotations = _coco_index(instances_path)
-    refs = _read_json(refs_path)
+    refs = read_json(refs_path)
     if not isinstance(refs, list):
         raise DataError(str(refs_path), "expected a JSON list of refs")
     intake = _Intake(image_folder, on_bad_record)
@@ -243,7 +247,7 @@ def read_coco_refs(
 
 def _coco_index(path: str | os.PathLike) -> tuple[dict, dict]:
     """COCO instances -> (image id -> image record, annotation id -> annotation record)."""
-    data = _read_json(path)
+    data = read_json(path)
     try:
         images = {image["id"]: image for image in data["images"]}
         annotations = {annotation["id"]: annotation for annotation in data["annotations"]}
@@ -270,28 +274,10 @@ def _sentences(ref: dict, source: str) -> list[str]:
 # --- record fields (malformed -> DataError, whatever the policy) ---------------------------
 
 
-def _read_json(path: str | os.PathLike):
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except json.JSONDecodeError as error:
-        raise DataError(f"{path}:{error.lineno}", f"not valid JSON: {error.msg}") from error
-
-
 def _jsonl_rows(path: str | os.PathLike) -> Iterator[tuple[str, dict]]:
     """(``file:line``, object) for each non-blank line."""
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            source = f"{path}:{number}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(source, f"not valid JSON: {error.msg}") from error
-            if not isinstance(row, dict):
-                raise DataError(source, "expected a JSON object")
-            yield source, row
+    for number, row in iter_jsonl(path):
+        yield f"{path}:{number}", row
 
 
 def _text(row, key: str, source: str) -> str:
@@ -337,11 +323,9 @@ def _bbox_problem(bbox: Box, width: int, height: int) -> tuple[str, str] | None:
 class _Intake:
     """Checks each well-formed record and applies the ``on_bad_record`` policy to bad ones."""
 
-    def __init__(self, image_folder: str | os.PathLike | None, on_bad_record: str):
-        if on_bad_record not in BAD_RECORD_POLICIES:
-            raise ValueError(f"on_bad_record must be one of {BAD_RECORD_POLICIES}")
+    def __init__(self, image_folder: str | os.PathLike | None, on_bad_record: BadRecordPolicy):
+        self.on_bad_record = check_bad_record_policy(on_bad_record)
         self.image_folder = Path(image_folder or "")
-        self.on_bad_record = on_bad_record
         self.referents: list[Referent] = []
         self.skipped: Counter[str] = Counter()
         self._file_exists: dict[Path, bool] = {}  # referents share images: stat each once
@@ -372,7 +356,7 @@ class _Intake:
         return self._file_exists[path]
 
     def _reject(self, source: str, reason: str, detail: str) -> None:
-        if self.on_bad_record == "error":
+        if self.on_bad_record == "raise":
             raise DataError(source, f"{reason}: {detail}")
         self.skipped[reason] += 1
 
@@ -446,7 +430,7 @@ def prepare_grounding_sft(
     *,
     image_folder: str | os.PathLike | None,
     fmt: str = "auto",
-    on_bad_record: str = "error",
+    on_bad_record: BadRecordPolicy = "raise",
     seed: int = 0,
     output_path: str | os.PathLike,
     summary_path: str | os.PathLike,

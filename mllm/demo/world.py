@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from mllm.atomic import atomic_directory
+from mllm.data.grounding import SHIKRA_REC_FILES
 from mllm.demo import captions as lang
 from mllm.demo.categories import BACKGROUNDS, partner_map
 from mllm.demo.config import DemoWorldConfig
@@ -431,7 +432,7 @@ def _write_grounding(world: World) -> None:
         scheme, split = pool.split("_")
         for flavour in flavours:
             rng = world.rng("grounding", k, STYLES.index(flavour))
-            files[f"REC_{flavour}_{scheme}_{split}.jsonl"] = _expressions(
+            files[SHIKRA_REC_FILES[flavour, split]] = _expressions(
                 world, rng, world.pools[pool], (flavour,), targets
             )
     train_scenes = world.sample("grounding", world.scenes["train"], cfg.ref_train_images)

@@ -20,7 +20,6 @@ The GT is built once per annotation set into a JSON cache (``build_gt_cache``).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import re
@@ -33,6 +32,7 @@ from typing import Any
 from mllm.atomic import write_json
 from mllm.eval.chair_lexicon import ChairLexicon, default_lexicon
 from mllm.eval.text_analysis import AnalyzerUnavailable, TextAnalyzer, get_analyzer
+from mllm.records import SYNTAX, JSONFileError, iter_jsonl, read_json
 
 GT_CACHE_FORMAT = "mllm.chair.gt/1"
 log = logging.getLogger(__name__)
@@ -94,10 +94,11 @@ def caption_objects(
 
 def _read_json(path: str | os.PathLike) -> Any:
     try:
-        with open(path, encoding="utf-8") as file:
-            return json.load(file)
-    except (OSError, json.JSONDecodeError) as error:
+        return read_json(path)
+    except OSError as error:
         raise ChairInputError(f"cannot read JSON: {error}", path) from error
+    except JSONFileError as error:
+        raise ChairInputError(f"cannot read JSON: {error.problem}", path, error.line) from error
 
 
 def _coco_records(path: str | os.PathLike, data: Any, key: str, fields: Sequence[str]) -> list:
@@ -204,20 +205,12 @@ def _image_id(record: dict, key: str) -> int | None:
 def _jsonl_objects(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
     """(line number, object) for each non-blank line; a bad line raises ``ChairInputError``."""
     try:
-        with open(path, encoding="utf-8") as file:
-            lines = list(file)
+        yield from iter_jsonl(path)
     except OSError as error:
         raise ChairInputError(f"cannot read: {error}", path) from error
-    for number, text in enumerate(lines, start=1):
-        if not text.strip():
-            continue
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ChairInputError(f"malformed JSON ({error.msg})", path, number) from error
-        if not isinstance(record, dict):
-            raise ChairInputError("expected a JSON object", path, number)
-        yield number, record
+    except JSONFileError as error:
+        problem = f"malformed JSON ({error.detail})" if error.reason == SYNTAX else error.problem
+        raise ChairInputError(problem, path, error.line) from error
 
 
 def load_answers(

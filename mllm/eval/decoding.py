@@ -6,9 +6,9 @@ tests); the output keeps the exercise's answer-file fields so its chair.py could
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -17,33 +17,22 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from mllm.atomic import write_jsonl
-from mllm.data.errors import DataError
 from mllm.data.images import load_image
 from mllm.data.preprocess import build_generation_inputs
 from mllm.data.special_tokens import END_OF_TEXT, IM_END
+from mllm.eval.benchmark import read_benchmark
 from mllm.model.io import LoadedModel
+from mllm.settings import Settings
 
-BENCHMARK_FIELDS = ("image", "question", "image_id")
 
+@dataclass(frozen=True)
+class DecodeSettings(Settings):
+    """How a set of questions is answered: HF ``generate`` kwargs, questions per batch, and the
+    seed set once before the first batch (so sampling repeats exactly)."""
 
-def read_benchmark(path: str | os.PathLike) -> list[dict]:
-    """objhal_bench-style JSONL; a malformed line or a missing field names the file and line."""
-    rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(f"{path}:{number}", f"not valid JSON: {error.msg}") from error
-            missing = [field for field in BENCHMARK_FIELDS if field not in row]
-            if missing:
-                raise DataError(f"{path}:{number}", f"missing field(s) {missing}")
-            rows.append(row)
-    if not rows:
-        raise DataError(str(path), "the benchmark holds no questions")
-    return rows
+    generation: dict
+    batch_size: int = 16
+    seed: int = 0
 
 
 def terminator_ids(tokenizer) -> set[int]:
@@ -95,6 +84,22 @@ def generate_answers(
     return answers
 
 
+def answer_questions(
+    loaded: LoadedModel,
+    questions: Sequence[str],
+    images: Sequence[Image.Image],
+    settings: DecodeSettings,
+    *,
+    desc: str,
+) -> list[str]:
+    """Seed torch, then :func:`generate_answers` in batches of ``settings.batch_size``: the loop
+    shared by benchmark decoding, yes/no and grounding evaluation."""
+    torch.manual_seed(settings.seed)
+    return generate_answers(
+        loaded, questions, images, settings.generation, batch_size=settings.batch_size, desc=desc
+    )
+
+
 def decode_benchmark(
     loaded: LoadedModel,
     benchmark_path: str | os.PathLike,
@@ -116,13 +121,11 @@ def decode_benchmark(
         load_image(row["image"], folder, source=f"{benchmark_path}:{i + 1}")
         for i, row in enumerate(rows)
     ]
-    torch.manual_seed(seed)
-    answers = generate_answers(
+    answers = answer_questions(
         loaded,
         [row["question"] for row in rows],
         images,
-        generation,
-        batch_size=batch_size,
+        DecodeSettings(generation, batch_size, seed),
         desc=f"{model_name}/{strategy}",
     )
     results = [

@@ -18,34 +18,27 @@ import math
 import os
 import re
 from collections.abc import Sequence
-
-import torch
+from dataclasses import dataclass
 
 from mllm.atomic import write_json, write_jsonl
 from mllm.data.grounding import GRID_SIZE, Box, Referent, grounding_eval_question
 from mllm.data.images import LazyImages
-from mllm.eval.decoding import generate_answers
+from mllm.eval.decoding import DecodeSettings, answer_questions
 from mllm.model.io import LoadedModel
 
 HIT_IOU = 0.5
 GRID_MAX = GRID_SIZE - 1  # Qwen-VL's divisor for grid -> pixels
 _BOX_PATTERN = re.compile(r"\((.*?)\),\((.*?)\)")  # Qwen-VL's, first match only
 
-# Precision@1 reported by exercise forks (EXERCISE_SPEC §6): [L] trained on the 1000 grid,
-# [Q0] on raw pixel boxes.
-REFERENCE_ACCURACY = {
-    (dataset, split): {"[L] 1000 grid": grid, "[Q0] raw pixels": pixels}
-    for dataset, split, grid, pixels in (
-        ("refcoco", "val", 0.675, 0.486),
-        ("refcoco", "testA", 0.760, 0.557),
-        ("refcoco", "testB", 0.597, 0.399),
-        ("refcoco+", "val", 0.624, 0.426),
-        ("refcoco+", "testA", 0.710, 0.500),
-        ("refcoco+", "testB", 0.537, 0.323),
-        ("refcocog", "val", 0.608, 0.406),
-        ("refcocog", "test", 0.608, 0.406),
-    )
-}
+
+@dataclass(frozen=True)
+class GroundingEvalSettings(DecodeSettings):
+    """The ``grounding.eval`` settings: ``generation`` kwargs, 32 questions per batch, seed 0;
+    ``from_dict(values, where=...)`` rejects unknown keys."""
+
+    generation: dict
+    batch_size: int = 32
+    seed: int = 0
 
 
 def parse_box(text: str) -> Box | None:
@@ -142,9 +135,7 @@ def evaluate_grounding(
     referents: Sequence[Referent],
     *,
     image_folder: str | os.PathLike | None,
-    generation: dict,
-    batch_size: int,
-    seed: int,
+    settings: GroundingEvalSettings,
     labels: dict,
     metrics_path: str | os.PathLike,
     items_path: str | os.PathLike,
@@ -158,10 +149,7 @@ def evaluate_grounding(
     images = LazyImages(
         [r.image for r in referents], image_folder, [r.source_line for r in referents]
     )
-    torch.manual_seed(seed)
-    answers = generate_answers(
-        loaded, questions, images, generation, batch_size=batch_size, desc="grounding"
-    )
+    answers = answer_questions(loaded, questions, images, settings, desc="grounding")
     scored = score_split(answers, referents)
     items = scored.pop("items")
     metrics = {**labels, **scored, "skipped": getattr(referents, "skipped", {})}

@@ -9,17 +9,26 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-
-import torch
+from dataclasses import dataclass
 
 from mllm.atomic import write_json, write_jsonl
 from mllm.data.errors import DataError
 from mllm.data.images import load_image
 from mllm.data.special_tokens import IMAGE_TAG
-from mllm.eval.decoding import generate_answers
+from mllm.eval.decoding import DecodeSettings, answer_questions
 from mllm.model.io import LoadedModel
 
 LEADING_WORD = re.compile(r"^\W*(yes|no)\b")
+
+
+@dataclass(frozen=True)
+class YesNoSettings(DecodeSettings):
+    """The ``yesno`` config section: ``generation`` kwargs (greedy in the shipped configs), 16
+    questions per batch, seed 0; ``from_dict(values, where=...)`` rejects unknown keys."""
+
+    generation: dict
+    batch_size: int = 16
+    seed: int = 0
 
 
 def normalise(answer: str) -> str | None:
@@ -61,9 +70,7 @@ def evaluate_yesno(
     records: Sequence[Mapping],
     *,
     image_folder: str | os.PathLike | None,
-    generation: dict,
-    batch_size: int,
-    seed: int,
+    settings: YesNoSettings,
     source: str,
     metrics_path: str | os.PathLike,
     answers_path: str | os.PathLike,
@@ -79,10 +86,7 @@ def evaluate_yesno(
         )
         for i, r in enumerate(records)
     ]
-    torch.manual_seed(seed)
-    answers = generate_answers(
-        loaded, [q for q, _ in pairs], images, generation, batch_size=batch_size, desc="yes/no"
-    )
+    answers = answer_questions(loaded, [q for q, _ in pairs], images, settings, desc="yes/no")
     predictions = [normalise(a) for a in answers]
     metrics = score(predictions, [t for _, t in pairs])
     write_jsonl(

@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
 
+from mllm.settings import Settings
+
 DEFAULT_TARGET_REGEX = r"llm\..*layers\.\d+\.self_attn\.(q_proj|k_proj|v_proj)"
 
 
 @dataclass(frozen=True)
-class LoraSettings:
+class LoraSettings(Settings):
     """The exercise's defaults: r 64, α 64, dropout .05, q/k/v of every LLM layer."""
 
     r: int = 64
@@ -24,6 +26,9 @@ class LoraSettings:
     dropout: float = 0.05
     target_regex: str = DEFAULT_TARGET_REGEX
     modules_to_save: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self):
+        object.__setattr__(self, "modules_to_save", tuple(self.modules_to_save))  # YAML: a list
 
 
 def lora_target_names(model: nn.Module, target_regex: str) -> list[str]:

@@ -4,20 +4,19 @@ numbers, and example images with the ground-truth (green) and predicted (red) bo
 from __future__ import annotations
 
 import html
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mllm.data.images import load_image
-from mllm.eval.grounding import REFERENCE_ACCURACY
+from mllm.records import read_json, read_jsonl
 from mllm.report.images import data_uri, draw_boxes
+from mllm.report.references import REFERENCE_ACCURACY, REFERENCE_LABELS
 from mllm.report.stats import rate_estimate
 from mllm.report.tables import html_table
 
 EXAMPLE_PX = 192
-REFERENCE_LABELS = ("[L] 1000 grid", "[Q0] raw pixels")
 
 
 @dataclass
@@ -33,13 +32,9 @@ def read_grounding(metric_paths: Sequence[str | os.PathLike]) -> dict[tuple, Gro
     and the `.jsonl` of per-item rows beside it."""
     splits = {}
     for path in metric_paths:
-        metrics = json.loads(Path(path).read_text())
+        metrics = read_json(path)
         rows = Path(path).with_suffix(".jsonl")
-        items = (
-            [json.loads(line) for line in rows.read_text().splitlines() if line.strip()]
-            if rows.exists()
-            else []
-        )
+        items = read_jsonl(rows) if rows.exists() else []
         key = (metrics["stage"], metrics["dataset"], metrics["split"])
         splits[key] = GroundingSplit(metrics=metrics, items=items)
     return splits

@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from mllm.records import read_json, read_jsonl
+from mllm.report.content import ReportInputs
 from mllm.report.grounding import read_grounding
-from mllm.report.html import ReportInputs
-from mllm.report.overview import read_benchmark
+from mllm.report.jobs import read_job_cost
 from mllm.report.provenance import collect_provenance
 from mllm.report.viewer import benchmark_thumbnails
 
 PathLike = str | os.PathLike
-
-
-def read_json(path: PathLike):
-    return json.loads(Path(path).read_text())
-
-
-def read_jsonl(path: PathLike) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
 def collect_inputs(
@@ -73,7 +65,7 @@ def collect_inputs(
         if grounding_image_folder is None
         else str(grounding_image_folder),
         thumbnails=benchmark_thumbnails(benchmark, image_folder) if benchmark else {},
-        jobs=[read_benchmark(path, stage) for path, stage in (job_benchmarks or {}).items()],
+        jobs=[read_job_cost(path, stage) for path, stage in (job_benchmarks or {}).items()],
         config=dict(config or {}),
         provenance=collect_provenance(world=world),
     )

@@ -1,79 +1,93 @@
-"""What ran and what it cost: Snakemake benchmark files per job, grouped by stage, and the config
-that produced the run (canonical JSON, hashed, so two reports can be compared at a glance)."""
+"""The overview section: each configured stage, what it is, what was done with it and what its
+jobs cost (Snakemake benchmark files), and the config that produced the report."""
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import json
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
+import html
+
+import yaml
+
+from mllm.report.content import ReportInputs, shown_stages
+from mllm.report.jobs import config_hash, duration, stage_costs
+from mllm.report.tables import html_table
 
 
-@dataclass(frozen=True)
-class JobCost:
-    """One job's Snakemake benchmark record: wall time (s) and peak resident memory (MB)."""
-
-    job: str  # the benchmark path below benchmarks/, without .tsv: "decode/base/greedy"
-    stage: str  # "" for jobs every stage shares (world, tokenizer, CHAIR cache)
-    seconds: float
-    max_rss_mb: float | None
-
-
-def read_benchmark(path: str | os.PathLike, stage: str = "") -> JobCost:
-    """A Snakemake benchmark TSV (columns s, h:m:s, max_rss, ...); with `repeat` several rows, the
-    slowest is kept. max_rss is "NA" where the platform could not measure it."""
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t"))
-    if not rows:
-        raise ValueError(f"{path}: empty benchmark file")
-    row = max(rows, key=lambda r: float(r["s"]))
-    try:
-        rss = float(row["max_rss"])
-    except (KeyError, ValueError):
-        rss = None
-    parts = Path(path).with_suffix("").parts
-    job = "/".join(parts[parts.index("benchmarks") + 1 :] if "benchmarks" in parts else parts)
-    return JobCost(job=job, stage=stage, seconds=float(row["s"]), max_rss_mb=rss)
+def describe_stage(stage: str, inputs: ReportInputs) -> str:
+    """What a stage is, from the config that defined it."""
+    if stage == "base":
+        return "base model" + (
+            " (pre-trained in the demo world)"
+            if any(j.job == "build_base_model" for j in inputs.jobs)
+            else ""
+        )
+    if stage in inputs.preference_runs:
+        spec = inputs.preference_runs[stage]
+        nll = f" + {spec['nll_weight']}·NLL" if spec.get("nll_weight") else ""
+        return f"{spec['loss_type'].upper()}{nll}, β {spec['beta']}, from {inputs.preference_start}"
+    if stage == inputs.grounding_run:
+        start = inputs.config.get("grounding", {}).get("start", "?")
+        return f"grounding SFT (REC boxes) from {start}"
+    sft = inputs.config.get("sft", {}).get(stage)
+    if sft:
+        kind = "LoRA SFT" if "lora" in sft.get("training", {}) else "full SFT"
+        return f"{kind} from {sft['start']}"
+    return ""
 
 
-def stage_costs(jobs: list[JobCost], stages: list[str]) -> dict[str, dict]:
-    """Per stage: its jobs, their summed wall time and the largest peak memory among them."""
-    summary = {}
+def stage_status(stage: str, inputs: ReportInputs) -> str:
+    done = ["trained"] if stage in inputs.training else []
+    chair = [s for st, s in inputs.chair if st == stage]
+    if chair:
+        done.append(f"CHAIR ({', '.join(chair)})")
+    if stage in inputs.yesno:
+        done.append("yes/no")
+    grounded = [key for key in inputs.grounding if key[0] == stage]
+    if grounded:
+        done.append(f"grounding ({len(grounded)} splits)")
+    return "done: " + " · ".join(done)
+
+
+def overview_section(inputs: ReportInputs) -> str:
+    stages = shown_stages(inputs)
+    costs = stage_costs(inputs.jobs, stages)
+    rows = []
     for stage in stages:
-        own = [job for job in jobs if job.stage == stage]
-        peaks = [job.max_rss_mb for job in own if job.max_rss_mb is not None]
-        summary[stage] = {
-            "jobs": [job.job for job in own],
-            "seconds": sum(job.seconds for job in own),
-            "max_rss_mb": max(peaks) if peaks else None,
-        }
-    return summary
-
-
-def canonical_json(config: Mapping) -> str:
-    return json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def config_hash(config: Mapping) -> str:
-    """Short SHA-256 of the canonical config: equal configs, equal hashes, whatever the key order."""
-    return hashlib.sha256(canonical_json(config).encode()).hexdigest()[:12]
-
-
-def seeds(config: Mapping, prefix: str = "") -> dict[str, int]:
-    """Every `seed` in the config by its dotted path ("sft.sft.training.seed" -> 0)."""
-    found = {}
-    for key, value in config.items():
-        path = f"{prefix}{key}"
-        if key == "seed" and not isinstance(value, Mapping):
-            found[path] = value
-        elif isinstance(value, Mapping):
-            found.update(seeds(value, f"{path}."))
-    return found
-
-
-def duration(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    return f"{minutes} min {secs:02d} s" if minutes else f"{seconds:.1f} s"
+        cost = costs[stage]
+        rss = cost["max_rss_mb"]
+        rows.append(
+            [
+                f"<b>{html.escape(stage)}</b>",
+                html.escape(describe_stage(stage, inputs)),
+                html.escape(stage_status(stage, inputs)),
+                str(len(cost["jobs"])),
+                duration(cost["seconds"]) if cost["jobs"] else "–",
+                "–" if rss is None else f"{rss:,.0f} MB",
+            ]
+        )
+    jobs = [
+        [
+            html.escape(job.job),
+            html.escape(job.stage or "shared"),
+            duration(job.seconds),
+            "–" if job.max_rss_mb is None else f"{job.max_rss_mb:,.0f} MB",
+        ]
+        for job in sorted(inputs.jobs, key=lambda j: j.job)
+    ]
+    total = sum(job.seconds for job in inputs.jobs)
+    job_table = (
+        f"<details><summary>All {len(jobs)} benchmarked jobs ({duration(total)} of wall time in"
+        f" all)</summary>{html_table(['job', 'stage', 'wall time', 'peak memory (RSS)'], jobs, numeric=[2, 3])}"
+        "</details>"
+        if jobs
+        else ""
+    )
+    config = yaml.safe_dump(dict(inputs.config), sort_keys=False, allow_unicode=True)
+    return f"""<h2 id="overview">Overview</h2>
+<p>The stages this run configured and evaluated. Wall time and peak memory come from Snakemake's
+benchmark files of each stage's jobs (training, decoding, yes/no and grounding evaluation); the
+time is summed over the jobs, the memory is the largest peak (RSS) among them. GPU memory is not
+in these files.</p>
+{html_table(["stage", "what", "status", "jobs", "wall time", "peak memory"], rows, numeric=[3, 4, 5])}
+{job_table}
+<details><summary>The config that produced this report (hash <code>{config_hash(inputs.config)}</code>)</summary>
+<pre>{html.escape(config)}</pre></details>"""

@@ -1,12 +1,18 @@
-"""What produced a report: code revision, package versions, hardware."""
+"""What produced a report: code revision, package versions, hardware, seeds and the CHAIR text
+analyzer; collected when the report is built and shown in its provenance section."""
 
 from __future__ import annotations
 
+import html
 import os
 import platform
 import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+
+from mllm.report.content import ReportInputs
+from mllm.report.jobs import config_hash, seeds
+from mllm.report.tables import html_table
 
 PACKAGES = (
     "torch",
@@ -88,3 +94,31 @@ def collect_provenance(**extra: str) -> dict[str, str]:
         + (f", {memory:.0f} GiB RAM" if memory else "")
         + f", {gpus}",
     }
+
+
+def provenance_section(inputs: ReportInputs) -> str:
+    analyzers = {}
+    for metrics in inputs.chair.values():
+        info = metrics.get("analyzer", {})
+        analyzers[info.get("name", "?")] = info
+    rows = [["config hash", html.escape(config_hash(inputs.config))]]
+    rows += [[html.escape(k), html.escape(str(v))] for k, v in inputs.provenance.items()]
+    found = seeds(inputs.config)
+    if found:
+        rows.append(
+            [
+                "seeds",
+                "<br>".join(f"{html.escape(k)} = {html.escape(str(v))}" for k, v in found.items()),
+            ]
+        )
+    for name, info in analyzers.items():
+        details = "; ".join(f"{k}: {v}" for k, v in info.items() if k not in ("name", "versions"))
+        versions = ", ".join(f"{k} {v}" for k, v in info.get("versions", {}).items())
+        rows.append(
+            [
+                "CHAIR text analyzer",
+                f"<code>{html.escape(name)}</code> {html.escape(details)}"
+                + (f" ({html.escape(versions)})" if versions else ""),
+            ]
+        )
+    return f'<h2 id="provenance">Provenance</h2>{html_table(["item", "value"], rows, numeric=[])}'

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Mapping
 
 from mllm.data.images import load_image
-from mllm.eval.decoding import read_benchmark
+from mllm.eval.benchmark import read_benchmark
 from mllm.report.images import data_uri, thumbnail
 
 THUMBNAIL_PX = 128

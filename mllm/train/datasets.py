@@ -3,7 +3,6 @@ image processor."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,30 +14,77 @@ from transformers import PreTrainedTokenizerBase
 from mllm.data.errors import DataError
 from mllm.data.images import ImageProcessor
 from mllm.data.preprocess import preprocess_sft_record
+from mllm.model.io import LoadedModel
+from mllm.records import read_json_records
 
 
-def read_json_records(path: str | os.PathLike) -> list[dict]:
-    """A JSON list of records (the exercise's train.json / test.json / preference_train.json)."""
-    path = Path(path)
-    try:
-        records = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise DataError(str(path), f"not valid JSON: {error}") from error
-    if not isinstance(records, list):
-        raise DataError(
-            str(path), f"expected a JSON list of records, found {type(records).__name__}"
-        )
-    return records
+class PreprocessedDataset(Dataset):
+    """Records preprocessed with one model's tokenizer and image processor: the base of the SFT and
+    preference datasets, which check and preprocess every record up front so that a bad one fails
+    *before* training starts, naming the file and the record (no half-trained model is written).
 
-
-class SupervisedDataset(Dataset):
-    """SFT records ``{id, image, conversations}`` -> model-ready samples.
-
-    Every record is preprocessed once up front: a bad record (missing image, no assistant turn,
-    answer truncated away, ...) fails *before* training starts, naming the file and the record,
-    so no half-trained model is ever written. Samples are kept in memory when ``cache`` is set
-    (the demo world); otherwise they are rebuilt on access to bound memory on real data.
+    Subclasses keep their records in ``records`` and build a record's sample with
+    ``_build(record, index)``; samples are kept in memory when ``cache`` is set (the demo world),
+    otherwise rebuilt on access to bound memory on real data.
     """
+
+    records: list[dict]
+    _cache: list[dict] | None
+
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        image_processor: ImageProcessor,
+        *,
+        query_num: int,
+        max_length: int,
+        image_folder: str | None,
+        source: str,
+    ):
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.query_num = query_num
+        self.max_length = max_length
+        self.image_folder = image_folder
+        self.source = source
+
+    @classmethod
+    def from_file(
+        cls,
+        path: str | os.PathLike,
+        loaded: LoadedModel,
+        *,
+        max_length: int,
+        image_folder: str | os.PathLike | None = None,
+        **options,
+    ):
+        """The records of a JSON list file, preprocessed for ``loaded``; errors name the file.
+        ``options`` are the subclass's own keyword arguments."""
+        return cls(
+            read_json_records(path),
+            loaded.tokenizer,
+            loaded.image_processor,
+            query_num=loaded.model.config.query_num,
+            max_length=max_length,
+            image_folder=str(image_folder) if image_folder is not None else None,
+            source=str(path),
+            **options,
+        )
+
+    def _build(self, record: dict, index: int) -> dict:
+        raise NotImplementedError
+
+    def _sample(self, index: int) -> dict:
+        if self._cache is not None:
+            return self._cache[index]
+        return self._build(self.records[index], index)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+class SupervisedDataset(PreprocessedDataset):
+    """SFT records ``{id, image, conversations}`` -> model-ready samples (see the base class)."""
 
     def __init__(
         self,
@@ -52,46 +98,27 @@ class SupervisedDataset(Dataset):
         source: str = "dataset",
         cache: bool = True,
     ):
-        self.records = list(records)
-        self.tokenizer = tokenizer
-        self.image_processor = image_processor
-        self.query_num = query_num
-        self.max_length = max_length
-        self.image_folder = image_folder
-        self.source = source
-        self._cache: list[dict] | None = None
-        if not self.records:
-            raise DataError(source, "no records")
-        samples = [
-            self._build(index)
-            for index in tqdm(range(len(self.records)), desc=f"preprocess {Path(source).name}")
-        ]
-        self._cache = samples if cache else None
-
-    @classmethod
-    def from_file(
-        cls,
-        path: str | os.PathLike,
-        tokenizer: PreTrainedTokenizerBase,
-        image_processor: ImageProcessor,
-        *,
-        query_num: int,
-        max_length: int,
-        image_folder: str | os.PathLike | None = None,
-    ) -> SupervisedDataset:
-        """The records of an SFT JSON file, with errors naming that file."""
-        return cls(
-            read_json_records(path),
+        super().__init__(
             tokenizer,
             image_processor,
             query_num=query_num,
             max_length=max_length,
-            image_folder=str(image_folder) if image_folder is not None else None,
-            source=str(path),
+            image_folder=image_folder,
+            source=source,
         )
+        self.records = list(records)
+        self._cache = None
+        if not self.records:
+            raise DataError(source, "no records")
+        samples = [
+            self._build(record, index)
+            for index, record in enumerate(
+                tqdm(self.records, desc=f"preprocess {Path(source).name}")
+            )
+        ]
+        self._cache = samples if cache else None
 
-    def _build(self, index: int) -> dict:
-        record = self.records[index]
+    def _build(self, record: dict, index: int) -> dict:
         try:
             return preprocess_sft_record(
                 record,
@@ -106,8 +133,5 @@ class SupervisedDataset(Dataset):
                 f"{self.source} record {index} (id {record.get('id', '?')!r})", str(error)
             ) from error
 
-    def __len__(self) -> int:
-        return len(self.records)
-
     def __getitem__(self, index: int) -> dict:
-        return self._cache[index] if self._cache is not None else self._build(index)
+        return self._sample(index)

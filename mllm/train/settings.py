@@ -1,7 +1,7 @@
-"""Training hyperparameters as one typed, validated object built from a config dict.
+"""Training hyperparameters as one typed, validated object built from a config section.
 
-Every field reaches its Snakemake rule through ``params:``, so changing one reruns exactly the
-stages that depend on it; unknown keys fail loudly instead of being silently ignored.
+Every field reaches its Snakemake rule through the job's spec, so changing one reruns exactly the
+stages that depend on it; missing keys take the defaults below, unknown keys fail loudly.
 """
 
 from __future__ import annotations
@@ -11,25 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mllm.model.lora import DEFAULT_TARGET_REGEX, LoraSettings
-
-
-def reject_unknown_keys(values: Mapping[str, Any], known: set[str], where: str) -> None:
-    """A typo in a settings section fails loudly, naming the key and the known ones."""
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(known)}")
-
-
-def settings_from_dict(cls, values: Mapping[str, Any] | None, where: str):
-    """``cls(**values)`` for a settings dataclass, rejecting unknown keys."""
-    values = dict(values or {})
-    reject_unknown_keys(values, {f.name for f in dataclasses.fields(cls)}, where)
-    return cls(**values)
+from mllm.model.lora import LoraSettings
+from mllm.settings import Settings, reject_unknown_keys
 
 
 @dataclass(frozen=True)
-class TrainSettings:
+class TrainSettings(Settings):
     learning_rate: float = 1e-5
     lr_scheduler_type: str = "cosine"
     warmup_ratio: float = 0.01
@@ -52,18 +39,17 @@ class TrainSettings:
     tune_llm: bool = True
     lora: LoraSettings | None = None
     eval_batch_size: int = 8
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # not a config key: from_dict rejects it
 
     @classmethod
     def from_dict(
-        cls, values: Mapping[str, Any] | None, *, where: str = "training settings"
+        cls, values: Mapping[str, Any] | None, *, where: str | None = None
     ) -> TrainSettings:
+        """From a config ``training`` section; ``lora`` null or false (or left out) is no LoRA."""
+        where = where or cls.__name__
         values = dict(values or {})
         reject_unknown_keys(values, {f.name for f in dataclasses.fields(cls)} - {"extra"}, where)
         lora = values.pop("lora", None)
         if lora is not None and lora is not False:
-            lora = dict(lora)
-            lora.setdefault("target_regex", DEFAULT_TARGET_REGEX)
-            lora["modules_to_save"] = tuple(lora.get("modules_to_save", ()))
-            values["lora"] = LoraSettings(**lora)
+            values["lora"] = LoraSettings.from_dict(lora, where=f"{where}: lora")
         return cls(**values)

@@ -1,9 +1,17 @@
-"""Supervised fine-tuning (exercise task 2): LoRA or full, from any stage's model directory."""
+"""Supervised fine-tuning (exercise task 2): LoRA or full, from any stage's model directory.
+
+The job function, run by the workflow as
+
+    python -m mllm.train.sft train_sft --threads N --spec JSON NAME=PATH ...
+
+(or under ``python -m torch.distributed.run ... -m mllm.train.sft``; see ``mllm.launch``).
+"""
 
 from __future__ import annotations
 
 import os
 
+from mllm.launch import main
 from mllm.model.io import load_model
 
 from .datasets import SupervisedDataset
@@ -15,8 +23,8 @@ def train_sft(
     *,
     start_model_dir: str | os.PathLike,
     train_file: str | os.PathLike,
-    eval_file: str | os.PathLike | None,
-    image_folder: str | os.PathLike | None,
+    eval_file: str | os.PathLike | None = None,
+    image_folder: str | os.PathLike | None = None,
     settings: TrainSettings,
     model_dir: str | os.PathLike,
     checkpoint_dir: str | os.PathLike,
@@ -26,25 +34,28 @@ def train_sft(
     """Fine-tune on ``{id, image, conversations}`` records; every record is validated before the
     first step, so bad data fails fast and leaves no model directory behind."""
     loaded = load_model(start_model_dir, attn_implementation="sdpa", device="cpu")
-
-    def dataset(path):
-        return SupervisedDataset.from_file(
-            path,
-            loaded.tokenizer,
-            loaded.image_processor,
-            query_num=loaded.model.config.query_num,
-            max_length=settings.max_length,
-            image_folder=image_folder,
+    train_data = SupervisedDataset.from_file(
+        train_file, loaded, max_length=settings.max_length, image_folder=image_folder
+    )
+    eval_data = (
+        SupervisedDataset.from_file(
+            eval_file, loaded, max_length=settings.max_length, image_folder=image_folder
         )
-
+        if eval_file is not None
+        else None
+    )
     return train(
         loaded.model,
         loaded.tokenizer,
-        dataset(train_file),
-        dataset(eval_file) if eval_file is not None else None,
+        train_data,
+        eval_data,
         settings,
         model_dir=model_dir,
         checkpoint_dir=checkpoint_dir,
         state_path=state_path,
         metrics_path=metrics_path,
     )
+
+
+if __name__ == "__main__":
+    main([train_sft])

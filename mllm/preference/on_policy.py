@@ -32,26 +32,25 @@ from typing import Any
 import torch
 
 from mllm.atomic import write_json, write_jsonl
-from mllm.data.errors import DataError
+from mllm.data.errors import BadRecordPolicy, DataError, check_bad_record_policy
 from mllm.data.images import load_image
 from mllm.eval.chair import CaptionObjects, _image_id, build_gt_cache, caption_objects
 from mllm.eval.chair_lexicon import ChairLexicon, default_lexicon
 from mllm.eval.text_analysis import TextAnalyzer, get_analyzer
-
-from .datasets import read_json_records
-from .settings import settings_from_dict
+from mllm.settings import Settings, check_choice
+from mllm.train.datasets import read_json_records
 
 log = logging.getLogger(__name__)
 
 CHOSEN_SOURCES = ("sample", "edit")
 EDIT_GRANULARITIES = ("clause", "sentence")
-ON_BAD_RECORD = ("raise", "skip")
 PAIR_SOURCES = ("world", "on_policy")  # config preference.pairs
 
 
 @dataclass(frozen=True)
-class OnPolicySettings:
-    """How pairs are sampled and selected (config ``preference.on_policy``, less the GT files).
+class OnPolicySettings(Settings):
+    """How pairs are sampled and selected: config ``preference.on_policy``, less ``strategy`` (the
+    decoding preset, which the workflow resolves into ``generation``).
 
     ``samples_per_image`` answers are sampled per prompt (the first ``max_images`` prompts, all
     when None); each prompt yields at most ``max_pairs_per_image`` pairs, one per distinct
@@ -71,7 +70,7 @@ class OnPolicySettings:
     min_mention_ratio: float = 0.0
     batch_size: int = 32
     seed: int = 0
-    on_bad_record: str = "raise"
+    on_bad_record: BadRecordPolicy = "raise"
 
     def __post_init__(self):
         object.__setattr__(self, "chosen", tuple(self.chosen))
@@ -85,24 +84,14 @@ class OnPolicySettings:
             raise ValueError(f"max_pairs_per_image must be >= 1, got {self.max_pairs_per_image}")
         if not self.chosen or any(source not in CHOSEN_SOURCES for source in self.chosen):
             raise ValueError(f"chosen {list(self.chosen)} must list some of {CHOSEN_SOURCES}")
-        if self.edit_granularity not in EDIT_GRANULARITIES:
-            raise ValueError(
-                f"edit_granularity {self.edit_granularity!r} is not one of {EDIT_GRANULARITIES}"
-            )
+        check_choice("edit_granularity", self.edit_granularity, EDIT_GRANULARITIES)
         if not 0 <= self.min_chosen_recall <= 1:
             raise ValueError(f"min_chosen_recall must be in [0, 1], got {self.min_chosen_recall}")
         if self.min_mention_ratio < 0:
             raise ValueError(f"min_mention_ratio must be >= 0, got {self.min_mention_ratio}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.on_bad_record not in ON_BAD_RECORD:
-            raise ValueError(f"on_bad_record {self.on_bad_record!r} is not one of {ON_BAD_RECORD}")
-
-    @classmethod
-    def from_dict(
-        cls, values: Mapping[str, Any] | None, *, where: str = "on-policy pair settings"
-    ) -> OnPolicySettings:
-        return settings_from_dict(cls, values, where)
+        check_bad_record_policy(self.on_bad_record)
 
 
 # -- scoring one answer -----------------------------------------------------------------------
@@ -191,8 +180,7 @@ def remove_hallucinations(
     is", "The image shows") moves to the first kept clause. A sentence left with no clause is
     dropped. Returns "" when nothing faithful remains.
     """
-    if granularity not in EDIT_GRANULARITIES:
-        raise ValueError(f"granularity {granularity!r} is not one of {EDIT_GRANULARITIES}")
+    check_choice("granularity", granularity, EDIT_GRANULARITIES)
     gt = frozenset(gt)
     kept_sentences = []
     for sentence in _SENTENCES.split(text.strip()):

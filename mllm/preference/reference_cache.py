@@ -38,8 +38,9 @@ from mllm.data.images import ImageProcessor
 from mllm.data.preprocess import IGNORE_INDEX
 from mllm.data.template import DEFAULT_SYSTEM_PROMPT
 from mllm.distributed import is_main_process
+from mllm.model.io import LoadedModel
+from mllm.train.datasets import read_json_records
 
-from .datasets import read_json_records
 from .logps import concatenated_logps
 
 CACHE_FORMAT = "mllm-reference-logps/2"  # /2: the key is one metadata entry (byte-stable files)
@@ -93,6 +94,27 @@ def reference_cache_key(
                 }
             ),
         }
+    )
+
+
+def loaded_model_cache_key(
+    loaded: LoadedModel,
+    *,
+    model_dir: str | os.PathLike,
+    data_path: str | os.PathLike,
+    image_folder: str | os.PathLike | None,
+    max_length: int,
+) -> CacheKey:
+    """The key of ``data_path``'s reference log-probs under ``loaded``, loaded from ``model_dir``:
+    what the reference job writes with the cache and what each training run expects of it."""
+    return reference_cache_key(
+        model_dir=model_dir,
+        data_path=data_path,
+        tokenizer=loaded.tokenizer,
+        image_processor=loaded.image_processor,
+        query_num=loaded.model.config.query_num,
+        max_length=max_length,
+        image_folder=image_folder,
     )
 
 

@@ -8,7 +8,6 @@ box of that object, so its features carry *what* and *where* — what captioning
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -26,12 +25,17 @@ from mllm.atomic import atomic_file, write_json
 from mllm.data.images import ImageProcessor
 from mllm.model.config import MLLMVisionConfig
 from mllm.model.vision import VisionTransformer
+from mllm.records import read_json
+from mllm.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class WarmupSettings:
+class WarmupSettings(Settings):
+    """Config ``vision_warmup``: AdamW steps on random batches of training images, the weight of
+    the box loss beside the class loss, and how many images are held out for the metrics."""
+
     steps: int = 300
     batch_size: int = 64
     learning_rate: float = 1e-3
@@ -57,7 +61,7 @@ def patch_targets(
     A patch belongs to the last-listed object whose box holds the patch centre (the demo world
     draws objects in annotation order, so the last one is on top).
     """
-    coco = json.loads(Path(instances_path).read_text())
+    coco = read_json(instances_path)
     categories = sorted(coco["categories"], key=lambda c: c["id"])
     class_of = {c["id"]: index + 1 for index, c in enumerate(categories)}
     by_image: dict[int, list[dict]] = {}

@@ -1,16 +1,22 @@
-"""A small byte-level BPE tokenizer for the demo world, shaped like the exercise's Qwen2 one."""
+"""A small byte-level BPE tokenizer for the demo world, shaped like the exercise's Qwen2 one,
+trained on every text of the world (``write_tokenizer``)."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
+from mllm.atomic import atomic_directory
+from mllm.data.errors import DataError
 from mllm.data.special_tokens import END_OF_TEXT, IM_END, SPECIAL_TOKENS
 from mllm.data.template import CHAT_TEMPLATE, DEFAULT_SYSTEM_PROMPT
+from mllm.records import read_json_records, read_jsonl
 
 # Every whole number 0..999 is one token: grounding answers are boxes on a 0-1000 grid, and a
 # coordinate that costs one token is far easier for a tiny model to learn than three digits.
@@ -86,3 +92,33 @@ def _with_number_tokens(tokenizer: Tokenizer) -> Tokenizer:
         ]
     spec["model"]["merges"] = number_merges + spec["model"]["merges"]
     return Tokenizer.from_str(json.dumps(spec))
+
+
+def iter_texts(path: str | os.PathLike) -> Iterator[str]:
+    """Every piece of text in a data file of one of the exercise's formats (SFT / preference JSON,
+    objhal or Shikra REC JSONL)."""
+    path = Path(path)
+    rows = read_jsonl(path) if path.suffix == ".jsonl" else read_json_records(path)
+    for row in rows:
+        for turn in row.get("conversations", []):
+            yield turn["content"]
+        for key in ("question", "chosen", "rejected", "expression", "sent"):
+            if isinstance(row.get(key), str):
+                yield row[key]
+
+
+def write_tokenizer(
+    corpus_files: Sequence[str | os.PathLike],
+    output_dir: str | os.PathLike,
+    *,
+    vocab_size: int = 1400,
+) -> int:
+    """Train the demo tokenizer on every text of the world (config ``tokenizer``: ``vocab_size``)
+    and write it to ``output_dir``; returns its vocabulary size."""
+    corpus = [text for path in corpus_files for text in iter_texts(path)]
+    if not corpus:
+        raise DataError(", ".join(map(str, corpus_files)), "no text to train a tokenizer on")
+    tokenizer = build_tokenizer(corpus, vocab_size)
+    with atomic_directory(output_dir) as scratch:
+        tokenizer.save_pretrained(scratch)
+    return len(tokenizer)

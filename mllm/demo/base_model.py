@@ -1,4 +1,4 @@
-"""Demo world only: build the tokenizer and pre-train the tiny base MLLM.
+"""Demo world only: pre-train the tiny base MLLM (on the tokenizer of ``mllm.demo.tokenizer``).
 
 For real models these steps are a download; here they make a model of the same architecture
 that has *learnt* the world's captions, including its planted co-occurrence prior — which is what
@@ -7,60 +7,23 @@ makes it hallucinate like a real MLLM does.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
 
 import torch
 from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
-from mllm.atomic import atomic_directory
-from mllm.data.errors import DataError
 from mllm.data.special_tokens import END_OF_TEXT, IM_END
-from mllm.data.tokenizer import NUMBER_TOKENS, build_tokenizer
+from mllm.demo.tokenizer import NUMBER_TOKENS
+from mllm.launch import main
 from mllm.model.config import MLLMConfig
-from mllm.model.io import image_processor_for
+from mllm.model.io import LoadedModel, image_processor_for
 from mllm.model.mllm import MLLMModel
-
-from .datasets import SupervisedDataset, read_json_records
-from .settings import TrainSettings
-from .trainer import train
-
-
-def iter_texts(path: str | os.PathLike) -> Iterator[str]:
-    """Every piece of text in a data file of one of the exercise's formats (SFT / preference JSON,
-    objhal or Shikra REC JSONL)."""
-    path = Path(path)
-    if path.suffix == ".jsonl":
-        rows = [
-            json.loads(line)
-            for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip()
-        ]
-    else:
-        rows = read_json_records(path)
-    for row in rows:
-        for turn in row.get("conversations", []):
-            yield turn["content"]
-        for key in ("question", "chosen", "rejected", "expression", "sent"):
-            if isinstance(row.get(key), str):
-                yield row[key]
-
-
-def write_tokenizer(
-    corpus_files: Sequence[str | os.PathLike], vocab_size: int, output_dir: str | os.PathLike
-) -> int:
-    """Train the demo tokenizer on every text of the world; returns its vocabulary size."""
-    corpus = [text for path in corpus_files for text in iter_texts(path)]
-    if not corpus:
-        raise DataError(", ".join(map(str, corpus_files)), "no text to train a tokenizer on")
-    tokenizer = build_tokenizer(corpus, vocab_size)
-    with atomic_directory(output_dir) as scratch:
-        tokenizer.save_pretrained(scratch)
-    return len(tokenizer)
+from mllm.train.datasets import SupervisedDataset
+from mllm.train.settings import TrainSettings
+from mllm.train.trainer import train
 
 
 def base_model_config(tokenizer, architecture: Mapping, image_processing: Mapping) -> MLLMConfig:
@@ -124,26 +87,24 @@ def build_base_model(
     image_processing: Mapping,
     train_file: str | os.PathLike,
     image_folder: str | os.PathLike,
-    settings: TrainSettings,
+    settings: TrainSettings | None = None,
     model_dir: str | os.PathLike,
     checkpoint_dir: str | os.PathLike,
     state_path: str | os.PathLike,
     metrics_path: str | os.PathLike,
 ) -> dict:
-    """Fresh MLLM + warmed-up vision tower (frozen) → caption pre-training → HF model dir."""
+    """Fresh MLLM + warmed-up vision tower (frozen) → caption pre-training → HF model dir.
+    ``settings`` None: the ``TrainSettings`` defaults."""
+    settings = TrainSettings() if settings is None else settings
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     config = base_model_config(tokenizer, architecture, image_processing)
     torch.manual_seed(settings.seed)
     model = MLLMModel(config)
     init_ordinal_number_rows(model, tokenizer, settings.seed)
     model.vpm.load_state_dict(load_file(str(vision_weights)))
+    loaded = LoadedModel(model, tokenizer, image_processor_for(config))
     dataset = SupervisedDataset.from_file(
-        train_file,
-        tokenizer,
-        image_processor_for(config),
-        query_num=config.query_num,
-        max_length=settings.max_length,
-        image_folder=image_folder,
+        train_file, loaded, max_length=settings.max_length, image_folder=image_folder
     )
     return train(
         model,
@@ -156,3 +117,7 @@ def build_base_model(
         state_path=state_path,
         metrics_path=metrics_path,
     )
+
+
+if __name__ == "__main__":
+    main([build_base_model])

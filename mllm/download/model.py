@@ -1,0 +1,124 @@
+"""The model checkpoint: a Hub snapshot pinned to the commit it resolves to, or a local folder
+hard-linked into place; checked to hold a config and complete weights."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+
+from huggingface_hub import model_info, snapshot_download
+from huggingface_hub.utils import filter_repo_objects
+
+from mllm.atomic import atomic_directory
+from mllm.download.errors import FetchError
+from mllm.download.fetch import local_path, read_fetched_json
+
+log = logging.getLogger(__name__)
+
+HUB_REPO_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
+SHARD_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+def snapshot_model(
+    source: str,
+    dest: Path,
+    *,
+    revision: str | None = None,
+    allow_patterns: str | list[str] | None = None,
+    trust_remote_code: bool = False,
+) -> dict:
+    """Copy a local checkpoint folder, or download a Hub repo, into ``dest`` and check it loads.
+
+    A Hub download is pinned to the commit ``revision`` resolves to now, and the provenance records
+    it, so the report says exactly which weights were evaluated. ``allow_patterns`` selects files
+    with the Hub's rules in both cases.
+    """
+    dest = Path(dest)
+    local = local_path(source)
+    with atomic_directory(dest) as scratch:
+        if local is not None and local.is_dir():
+            if revision is not None:
+                raise ValueError(f"{source}: a local folder has no revision to pin ({revision!r})")
+            _link_tree(local, scratch, allow_patterns)
+            commit = None
+        elif HUB_REPO_ID.fullmatch(source):
+            commit = _download_hub_snapshot(source, scratch, revision, allow_patterns)
+        else:
+            raise FetchError(f"{source}: neither a local folder nor a Hub repo id (owner/name)")
+        summary = _checkpoint_summary(scratch, source, trust_remote_code)
+    return {"source": source, "revision": revision, "commit": commit, **summary}
+
+
+def _link_tree(source_dir: Path, target_dir: Path, allow_patterns: str | list[str] | None) -> None:
+    """Mirror the selected files of ``source_dir``, hard-linked where the file system allows: a
+    16 GB checkpoint then costs neither space nor time, and checkpoints are replaced, never edited
+    in place, so sharing inodes is safe."""
+    relative = [
+        path.relative_to(source_dir).as_posix()
+        for path in sorted(source_dir.rglob("*"))
+        if path.is_file()
+    ]
+    for name in filter_repo_objects(relative, allow_patterns=allow_patterns):
+        target = target_dir / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:  # resolved first: a Hub cache snapshot holds symlinks, and Linux links the link itself
+            os.link((source_dir / name).resolve(), target)
+        except OSError:
+            shutil.copy2(source_dir / name, target)
+
+
+def _download_hub_snapshot(
+    repo_id: str, target: Path, revision: str | None, allow_patterns: str | list[str] | None
+) -> str:
+    """Download ``repo_id`` at the commit ``revision`` resolves to; return that commit."""
+    commit = model_info(repo_id, revision=revision).sha
+    snapshot_download(
+        repo_id=repo_id, revision=commit, local_dir=target, allow_patterns=allow_patterns
+    )
+    # .cache/ holds the Hub's resume bookkeeping, not part of the model.
+    shutil.rmtree(target / ".cache", ignore_errors=True)
+    return commit
+
+
+def _checkpoint_summary(folder: Path, source: str, trust_remote_code: bool) -> dict:
+    """Fail unless ``folder`` holds config.json and complete weights; summarise it for provenance."""
+    if not (folder / "config.json").is_file():
+        raise FetchError(f"{source}: no config.json")
+    config = read_fetched_json(folder / "config.json", f"{source}: config.json")
+    if not isinstance(config, dict):
+        raise FetchError(f"{source}: config.json is not a JSON object")
+    weights = sorted(path.name for pattern in WEIGHT_PATTERNS for path in folder.glob(pattern))
+    if not weights:
+        raise FetchError(f"{source}: no weights (*.safetensors or pytorch_model*.bin)")
+    _check_shards(folder, source)
+    auto_map = config.get("auto_map")
+    if auto_map and not trust_remote_code:
+        log.info(
+            "%s ships remote code (auto_map); not trusted: mllm loads it with its own classes",
+            source,
+        )
+    files = [path for path in folder.rglob("*") if path.is_file()]
+    return {
+        "files": len(files),
+        "bytes": sum(path.stat().st_size for path in files),
+        "weights": weights,
+        "auto_map": auto_map,
+        "remote_code_ignored": bool(auto_map) and not trust_remote_code,
+    }
+
+
+def _check_shards(folder: Path, source: str) -> None:
+    """A sharded checkpoint's index names every shard: catch a download cut short, e.g. by
+    ``allow_patterns``, before a GPU job fails to load it."""
+    for index_name in SHARD_INDEXES:
+        if not (folder / index_name).is_file():
+            continue
+        index = read_fetched_json(folder / index_name, f"{source}: {index_name}")
+        shards = set(index.get("weight_map", {}).values()) if isinstance(index, dict) else set()
+        missing = sorted(shard for shard in shards if not (folder / shard).is_file())
+        if missing:
+            raise FetchError(f"{source}: {index_name} names missing shards {missing}")

@@ -1,0 +1,128 @@
+"""Preference pairs ``{idx, question, chosen, rejected, image | image_path}`` (the exercise's
+``preference_train.json``) as pairs of model-ready samples, and their collator."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase
+
+from mllm.data.collators import preference_collate
+from mllm.data.errors import BadRecordPolicy, DataError, check_bad_record_policy
+from mllm.data.images import ImageProcessor, load_image
+from mllm.data.preprocess import preprocess_conversation
+from mllm.data.special_tokens import IMAGE_TAG
+from mllm.data.template import DEFAULT_SYSTEM_PROMPT
+from mllm.train.datasets import PreprocessedDataset
+
+log = logging.getLogger(__name__)
+
+
+class PreferenceDataset(PreprocessedDataset):
+    """Records ``{idx, question, chosen, rejected, image | image_path}`` -> pairs of samples.
+
+    Item i is ``{"pair_index": i, "chosen": sample, "rejected": sample}``: two conversations
+    ``"<image>\\n" + question`` -> response, preprocessed like SFT samples. ``pair_index`` is
+    what the reference cache is indexed by.
+
+    Every record is checked up front. A bad one (no image, an empty response, identical
+    responses, a response cut away by ``max_length``) raises a ``DataError`` naming its ``idx``,
+    or with ``on_bad_record="skip"`` is left out, counted in ``skipped`` and logged.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[dict],
+        tokenizer: PreTrainedTokenizerBase,
+        image_processor: ImageProcessor,
+        *,
+        query_num: int,
+        max_length: int,
+        image_folder: str | None = None,
+        system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+        on_bad_record: BadRecordPolicy = "raise",
+        source: str = "preference data",
+        cache: bool = True,
+    ):
+        check_bad_record_policy(on_bad_record)
+        super().__init__(
+            tokenizer,
+            image_processor,
+            query_num=query_num,
+            max_length=max_length,
+            image_folder=image_folder,
+            source=source,
+        )
+        self.system_prompt = system_prompt
+        self.skipped: list[str] = []  # one DataError message per skipped record
+        self.records: list[dict] = []
+        pairs = []
+        for position, record in enumerate(tqdm(records, desc=f"preprocess {Path(source).name}")):
+            try:
+                pair = self._build(record, position)
+            except DataError as error:
+                if on_bad_record == "raise":
+                    raise
+                self.skipped.append(str(error))
+                continue
+            self.records.append(record)
+            pairs.append(pair)
+        if self.skipped:
+            log.warning(
+                "%s: skipped %d of %d records (on_bad_record='skip'); first: %s",
+                source,
+                len(self.skipped),
+                len(records),
+                self.skipped[0],
+            )
+        if not pairs:
+            raise DataError(source, "no usable preference pairs")
+        self._cache = pairs if cache else None
+
+    def _build(self, record: Mapping, position: int) -> dict:
+        if not isinstance(record, Mapping):
+            raise DataError(f"{self.source} record {position}", "expected a JSON object")
+        source = f"{self.source} record {position} (idx {record.get('idx', '?')!r})"
+        for key in ("question", "chosen", "rejected"):
+            if not isinstance(record.get(key), str):
+                raise DataError(source, f"{key!r} must be a string")
+        for key in ("chosen", "rejected"):
+            if not record[key].strip():
+                raise DataError(source, f"the {key} response is empty")
+        if record["chosen"].strip() == record["rejected"].strip():
+            raise DataError(source, "chosen and rejected responses are identical")
+        image_ref = record.get("image") or record.get("image_path")
+        if not image_ref:
+            raise DataError(source, "no image: the record needs 'image' (base64) or 'image_path'")
+        image = load_image(image_ref, self.image_folder, source=source)
+        question = {"role": "user", "content": f"{IMAGE_TAG}\n{record['question']}"}
+        pair = {}
+        for key in ("chosen", "rejected"):
+            try:
+                pair[key] = preprocess_conversation(
+                    [question, {"role": "assistant", "content": record[key]}],
+                    [image],
+                    self.tokenizer,
+                    self.image_processor,
+                    query_num=self.query_num,
+                    max_length=self.max_length,
+                    sample_id=record.get("idx", position),
+                    system_prompt=self.system_prompt,
+                )
+            except DataError as error:
+                raise DataError(source, f"{key} response: {error.problem}") from error
+        return pair
+
+    def __getitem__(self, index: int) -> dict:
+        return {"pair_index": index, **self._sample(index)}
+
+
+def collate_preference_pairs(items: Sequence[Mapping], *, pad_token_id: int = 0) -> dict:
+    """``preference_collate`` plus ``pair_indices`` ([B] long) to look the reference log-probs up."""
+    batch = preference_collate(items, pad_token_id=pad_token_id)
+    batch["pair_indices"] = torch.tensor([item["pair_index"] for item in items])
+    return batch

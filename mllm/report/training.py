@@ -1,0 +1,85 @@
+"""The training sections: supervised fine-tuning (eval loss, yes/no accuracy, loss curves) and
+preference alignment (final rewards, loss and reward curves)."""
+
+from __future__ import annotations
+
+import html
+
+from mllm.report.content import ReportInputs, png_img, table
+from mllm.report.plots import loss_curves_png, preference_curves_png
+
+
+def sft_section(inputs: ReportInputs, figures: dict[str, bytes]) -> str:
+    """Base vs each SFT run (eval loss, yes/no), and the loss curves of every supervised run,
+    grounding SFT included (its eval loss is on the grounding validation split)."""
+    supervised = {run: t for run, t in inputs.training.items() if run not in inputs.preference_runs}
+    if not supervised:
+        return ""
+    sft_runs = {run: t for run, t in supervised.items() if run != inputs.grounding_run}
+    rows = []
+    base_eval = next((t["metrics"].get("eval_loss_before") for t in sft_runs.values()), None)
+    for stage in ["base", *sft_runs] if sft_runs else []:
+        metrics = sft_runs.get(stage, {}).get("metrics", {})
+        yesno = inputs.yesno.get(stage, {})
+        eval_loss = metrics.get("eval_loss", base_eval if stage == "base" else None)
+        rows.append(
+            [
+                stage,
+                "–" if eval_loss is None else f"{eval_loss:.3f}",
+                "–" if not yesno else f"{yesno['accuracy']:.3f}",
+                "–" if not yesno else f"{yesno['unparseable_rate']:.3f}",
+                f"{yesno['yes_rate']:.3f}" if "yes_rate" in yesno else "–",
+            ]
+        )
+    figures["sft_loss"] = loss_curves_png(
+        {run: t["log_history"] for run, t in supervised.items()},
+        "Supervised fine-tuning loss (SFT and grounding SFT)",
+    )
+    summary = (
+        table(["stage", "eval loss", "yes/no acc.", "unparseable", "answers yes"], rows)
+        if rows
+        else ""
+    )
+    return f"""<h2 id="sft">Supervised fine-tuning</h2>
+<p>Eval loss on the yes/no test set (the base row: the starting model, measured in the SFT job);
+accuracy: greedy answers normalised to a leading yes/no, unparseable answers count as wrong.
+Curves: train loss (line) and eval loss (markers) per run; a grounding run's eval loss is on its
+validation referring expressions.</p>
+{summary}
+{png_img(figures["sft_loss"], "supervised fine-tuning train and eval loss")}"""
+
+
+def preference_section(inputs: ReportInputs, figures: dict[str, bytes]) -> str:
+    """Final rewards of every loss × β run and the loss / reward curves."""
+    runs = [run for run in inputs.preference_runs if run in inputs.training]
+    if not runs:
+        return ""
+    rows = []
+    for run in runs:
+        history = inputs.training[run]["log_history"]
+        last = next((e for e in reversed(history) if "rewards/margins" in e), {})
+        rows.append(
+            [
+                run,
+                *(
+                    "–" if key not in last else f"{last[key]:.3f}"
+                    for key in (
+                        "loss",
+                        "rewards/chosen",
+                        "rewards/rejected",
+                        "rewards/margins",
+                        "rewards/accuracies",
+                    )
+                ),
+            ]
+        )
+    figures["preference"] = preference_curves_png(
+        {run: inputs.training[run]["log_history"] for run in runs}
+    )
+    return f"""<h2 id="preference">Preference alignment</h2>
+<p>Each run starts from <code>{html.escape(str(inputs.preference_start))}</code>, which is also the
+reference model (its log-probs are scored once and cached). Rewards are β·(log π − log π_ref) of
+the chosen and rejected answers; the margin is their difference, the accuracy the share of pairs
+with a positive margin. Values of the last logged step.</p>
+{table(["run", "loss", "rewards/chosen", "rewards/rejected", "margin", "reward acc."], rows)}
+{png_img(figures["preference"], "preference loss and rewards")}"""

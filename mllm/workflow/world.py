@@ -1,0 +1,134 @@
+"""The world boundary: one table of named files that every world writes, at the same paths.
+
+The demo world (rules/worlds/demo.smk) draws them; the real world (rules/worlds/real.smk)
+downloads and converts them. Every rule downstream reads these paths and never asks which world
+it is in. Names follow the exercise's files (objhal_bench.jsonl, COCO annotations, sft/train.json,
+Shikra's REC files, preference_train.json).
+
+Image references inside world files are base64, absolute paths, or paths relative to
+``IMAGE_ROOT``: a real world's conversion rules rewrite relative paths to hold there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+WORLD_DIR = "resources/world"
+IMAGE_ROOT = WORLD_DIR
+BASE_MODEL = "resources/models/base"
+REC_DIR = f"{WORLD_DIR}/grounding"
+
+WORLD_FILES = {
+    # the detailed-description benchmark and the COCO ground truth of its images (CHAIR)
+    "benchmark": f"{WORLD_DIR}/objhal_bench.jsonl",
+    "instances": f"{WORLD_DIR}/annotations/instances_val.json",
+    "captions": f"{WORLD_DIR}/annotations/captions_val.json",
+    # yes/no SFT (exercise task 2)
+    "sft_train": f"{WORLD_DIR}/sft/train.json",
+    "sft_test": f"{WORLD_DIR}/sft/test.json",
+    # preference pairs (exercise task 3)
+    "preference": f"{WORLD_DIR}/preference_train.json",
+    # COCO ground truth of the training images: on-policy pairs' GT (the demo's warm-up boxes)
+    "train_instances": f"{WORLD_DIR}/annotations/instances_train.json",
+    "train_captions": f"{WORLD_DIR}/annotations/captions_train.json",
+}
+
+
+def world_file(name: str) -> str:
+    """The path of the world's dataset ``name``; an unknown name fails naming the known ones."""
+    try:
+        return WORLD_FILES[name]
+    except KeyError:
+        raise KeyError(
+            f"no world file {name!r}; the world table holds {sorted(WORLD_FILES)}"
+        ) from None
+
+
+def rec_file(name: str) -> str:
+    """The path of one REC file (Shikra's name, e.g. ``REC_refcoco_unc_val.jsonl``)."""
+    return f"{REC_DIR}/{name}"
+
+
+# --- the real world: where each world file comes from ------------------------------------------
+
+DOWNLOADS = "resources/downloads"
+DOWNLOADED = {
+    "benchmark": f"{DOWNLOADS}/objhal_bench.jsonl",
+    "coco_annotations": f"{DOWNLOADS}/coco/annotations",
+    "coco_train_images": f"{DOWNLOADS}/coco/train2014",  # the RefCOCO family's images
+    "rec": f"{DOWNLOADS}/grounding",
+}
+
+
+@dataclass(frozen=True)
+class WorldSource:
+    """What one real world file is imported from (mllm.data.world_import)."""
+
+    path: str  # a download rule's output or a local file the config names
+    kind: str  # records (JSON list) | jsonl | copy
+    image_folder: str | None = None  # where its relative image paths resolve
+
+
+class RealWorld:
+    """Where each world file of a real config comes from. Its methods are Snakemake input and
+    param functions of ``import_world_file`` (wildcard ``path``: the world file below WORLD_DIR).
+
+    ``real`` is the config's ``real:`` section; ``rec_files`` the REC files the grounding stage
+    names; ``train_annotations``: COCO train2014 GT is needed (on-policy pairs).
+    """
+
+    def __init__(self, real: Mapping, rec_files: Sequence[str], train_annotations: bool):
+        coco = DOWNLOADED["coco_annotations"]
+        splits = {"val": "val2014", **({"train": "train2014"} if train_annotations else {})}
+        sources = {
+            WORLD_FILES["benchmark"]: WorldSource(
+                DOWNLOADED["benchmark"], "jsonl", real.get("benchmark_images")
+            )
+        }
+        for split, coco_split in splits.items():
+            for kind in ("instances", "captions"):
+                sources[f"{WORLD_DIR}/annotations/{kind}_{split}.json"] = WorldSource(
+                    f"{coco}/{kind}_{coco_split}.json", "copy"
+                )
+        for name in ("sft_train", "sft_test"):
+            if name in real:
+                sources[WORLD_FILES[name]] = WorldSource(
+                    real[name], "records", real.get("sft_images")
+                )
+        if "preference" in real:
+            sources[WORLD_FILES["preference"]] = WorldSource(
+                real["preference"], "records", real.get("preference_images")
+            )
+        for name in rec_files:
+            sources[rec_file(name)] = WorldSource(
+                f"{DOWNLOADED['rec']}/{name}", "jsonl", DOWNLOADED["coco_train_images"]
+            )
+        self.sources: dict[str, WorldSource] = sources
+
+    @property
+    def paths(self) -> list[str]:
+        """The world files this config provides, relative to WORLD_DIR."""
+        return sorted(path.removeprefix(f"{WORLD_DIR}/") for path in self.sources)
+
+    def downloads(self, kind: str) -> list[str]:
+        """Sources of ``kind`` (e.g. ``copy``: the COCO annotation files to download)."""
+        return sorted({s.path for s in self.sources.values() if s.kind == kind})
+
+    def _of(self, wildcards) -> WorldSource:
+        return self.sources[f"{WORLD_DIR}/{wildcards.path}"]
+
+    def source(self, wildcards) -> str:
+        return self._of(wildcards).path
+
+    def kind(self, wildcards) -> str:
+        return self._of(wildcards).kind
+
+    def image_folder(self, wildcards) -> str | None:
+        return self._of(wildcards).image_folder
+
+    def images(self, wildcards) -> list[str]:
+        """The image folder as an input where a rule downloads it: the world file is usable only
+        once its images are there."""
+        folder = self._of(wildcards).image_folder
+        return [folder] if folder in DOWNLOADED.values() else []

@@ -1,0 +1,35 @@
+"""Supervised fine-tuning (exercise task 2): one run per `sft:` entry, each a stage."""
+
+
+rule train_sft:
+    input:
+        model=sft_start_model,
+        train=WORLD_FILES["sft_train"],
+        test=WORLD_FILES["sft_test"],
+        code=code("mllm.train.sft"),
+    output:
+        model=directory("results/models/{run}"),
+        state="results/train/{run}/trainer_state.json",
+        metrics="results/train/{run}/metrics.json",
+    log:
+        "logs/train_sft/{run}.log",
+    benchmark:
+        "benchmarks/train_sft/{run}.tsv"
+    conda:
+        "../envs/mllm.yaml"
+    threads: THREADS
+    resources:
+        mem_mb=16000,
+        gpu=TRAIN_GPUS,
+    params:
+        launch=launcher,
+        spec=job_spec(
+            settings=sft_settings,
+            image_folder=image_root,
+            checkpoint_dir="resources/checkpoints/{run}",
+        ),
+    shell:
+        "{params.launch} mllm.train.sft train_sft --threads {threads} --spec {params.spec:q}"
+        " start_model_dir={input.model:q} train_file={input.train:q} eval_file={input.test:q}"
+        " model_dir={output.model:q} state_path={output.state:q}"
+        " metrics_path={output.metrics:q} > {log:q} 2>&1"

@@ -1,0 +1,139 @@
+"""The real world: downloads (or local files the config names) imported into the world's table.
+
+Downloads land in resources/downloads/ with a provenance JSON (sha256, resolved revision) and run
+where the network is (`localrule`); `import_world_file` turns each into its world file, rewriting
+relative image paths to resolve from the world's image root (mllm.data.world_import).
+"""
+
+from mllm.workflow.world import DOWNLOADED, RealWorld
+
+REAL_WORLD = RealWorld(
+    settings("real", default={}),
+    PLAN.rec_files,
+    train_annotations=PLAN.pair_source == "on_policy",
+)
+
+
+rule download_model:
+    output:
+        model=directory(BASE_MODEL),
+        provenance=f"{BASE_MODEL}.provenance.json",
+    log:
+        "logs/download_model.log",
+    localrule: True
+    conda:
+        "../../envs/mllm.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    params:
+        source=settings("real", "model"),
+        revision=settings("real", "model_revision"),
+        trust_remote_code=settings("real", "trust_remote_code", default=False),
+    script:
+        "../../workflow_scripts/download_model.py"
+
+
+rule download_coco_annotations:
+    output:
+        files=REAL_WORLD.downloads("copy"),
+        provenance=f"{DOWNLOADED['coco_annotations']}/provenance.json",
+    log:
+        "logs/download_coco_annotations.log",
+    localrule: True
+    conda:
+        "../../envs/mllm.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+    params:
+        source=settings("real", "coco_annotations"),
+        sha256=settings("real", "coco_annotations_sha256"),
+    script:
+        "../../workflow_scripts/download_coco_annotations.py"
+
+
+rule download_benchmark:
+    output:
+        benchmark=DOWNLOADED["benchmark"],
+        provenance=f"{DOWNLOADED['benchmark']}.provenance.json",
+    log:
+        "logs/download_benchmark.log",
+    localrule: True
+    conda:
+        "../../envs/mllm.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    params:
+        source=settings("real", "benchmark"),
+        sha256=settings("real", "benchmark_sha256"),
+    script:
+        "../../workflow_scripts/download_benchmark.py"
+
+
+rule download_rec_files:
+    output:
+        files=[f"{DOWNLOADED['rec']}/{name}" for name in PLAN.rec_files],
+        provenance=f"{DOWNLOADED['rec']}/provenance.json",
+    log:
+        "logs/download_rec_files.log",
+    localrule: True
+    conda:
+        "../../envs/mllm.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    params:
+        source=settings("real", "rec_annotations"),
+        sha256=settings("real", "rec_annotations_sha256"),
+        names=PLAN.rec_files,
+    script:
+        "../../workflow_scripts/download_rec_files.py"
+
+
+rule download_coco_train_images:
+    output:
+        images=directory(DOWNLOADED["coco_train_images"]),
+        provenance=f"{DOWNLOADED['coco_train_images']}.provenance.json",
+    log:
+        "logs/download_coco_train_images.log",
+    localrule: True
+    conda:
+        "../../envs/mllm.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    params:
+        source=settings("real", "rec_images"),
+        sha256=settings("real", "rec_images_sha256"),
+    script:
+        "../../workflow_scripts/download_coco_train_images.py"
+
+
+rule import_world_file:
+    input:
+        source=REAL_WORLD.source,
+        images=REAL_WORLD.images,
+        code=code("workflow_scripts/import_world_file.py"),
+    output:
+        f"{WORLD_DIR}/{{path}}",
+    log:
+        "logs/import_world_file/{path}.log",
+    wildcard_constraints:
+        path="|".join(map(re.escape, REAL_WORLD.paths)),
+    conda:
+        "../../envs/mllm.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+    params:
+        kind=REAL_WORLD.kind,
+        image_folder=REAL_WORLD.image_folder,
+        image_root=IMAGE_ROOT,
+    script:
+        "../../workflow_scripts/import_world_file.py"
+
+
+# The world's benchmarked jobs, for the report's overview (common.smk: job_benchmarks).
+WORLD_JOBS = {}

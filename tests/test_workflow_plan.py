@@ -1,0 +1,253 @@
+"""The workflow layer's library (mllm.workflow): the experiment plan, the world's table of files,
+code inputs derived from imports, and the import of real files into the world."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mllm.data.errors import DataError
+from mllm.data.world_import import import_world_file
+from mllm.workflow.code_inputs import code_inputs
+from mllm.workflow.plan import ConfigError, Plan, section
+from mllm.workflow.world import WORLD_DIR, WORLD_FILES, RealWorld, rec_file
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+TINY = yaml.safe_load((REPO / "tests" / "workflow" / "config.yaml").read_text())
+
+
+# --- the plan ---------------------------------------------------------------------------------
+
+
+def test_the_demo_plan_names_every_stage_and_run():
+    plan = Plan(DEMO)
+    runs = ["dpo_beta0.1", "dpo_nll_beta0.1", "nca_beta0.1"]
+    assert plan.stages == ["base", "sft", "sft_full", "grounding", *runs]
+    assert plan.trained_stages == ["sft", "sft_full", "grounding", *runs]
+    assert plan.trained_sft_runs == ["sft", "sft_full"]
+    assert len(plan.decodings) == 3 + 6  # base x 3 strategies, every trained stage x sampling
+    assert len(plan.grounding_evaluations) == 2 * 8
+    assert plan.model_dir("base") == "resources/models/base"
+    assert plan.model_dir("sft") == "results/models/sft"
+    assert plan.start_of("nca_beta0.1") == "base"
+
+
+def test_a_preference_run_maps_to_its_settings_through_the_table_not_its_name():
+    config = {**TINY, "preference": {**TINY["preference"], "use_average_logp": True}}
+    config["preference"]["losses"] = {"my_loss": {"loss_type": "dpo", "nll_weight": 0.5}}
+    plan = Plan(config)
+    run = plan.preference_runs["my_loss_beta0.5"]
+    assert (run.loss, run.beta) == ("my_loss", 0.5)
+    # only what the config gives: the library's settings class owns every default
+    assert run.settings == {
+        "beta": 0.5,
+        "loss_type": "dpo",
+        "nll_weight": 0.5,
+        "use_average_logp": True,
+    }
+    assert plan.preference_losses["my_loss_beta0.1"] == {
+        "loss_type": "dpo",
+        "nll_weight": 0.5,
+        "beta": 0.1,
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c.update(stages=["base", "nope"]), "config stages: 'nope'"),
+        (lambda c: c["sft"]["sft"].update(start="other"), "config sft.sft.start"),
+        (lambda c: c["grounding"].update(start="other"), "config grounding.start"),
+        (lambda c: c["preference"].update(start="other"), "config preference.start"),
+        (lambda c: c["grounding"].update(eval_stages=["x"]), "grounding.eval_stages: 'x'"),
+        (
+            lambda c: c["grounding"].update(splits={"refcoco": {"testA": "a.jsonl"}}),
+            "`val` split",
+        ),
+        (
+            lambda c: c["preference"].update(pairs="on_policy", on_policy={"strategy": "top3"}),
+            "preference.on_policy.strategy: 'top3'",
+        ),
+    ],
+)
+def test_inconsistent_configs_fail_naming_the_key(change, message):
+    config = json.loads(json.dumps(TINY))
+    change(config)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Plan(config)
+
+
+def test_sections_are_canonical_and_absent_keys_stay_absent():
+    config = {"a": {"z": 1, "b": {"y": 2, "c": 3}}}
+    assert list(section(config, "a")) == ["b", "z"]
+    assert list(section(config, "a", "b")) == ["c", "y"]
+    assert section(config, "a", "missing") is None
+    assert section(config, "a", "missing", default={}) == {}
+
+
+def test_trained_sft_runs_follow_starts_transitively():
+    config = json.loads(json.dumps(DEMO))
+    config["sft"]["second"] = {"start": "sft", "training": {}}
+    config["preference"]["start"] = "second"
+    config["stages"] = ["base"]
+    assert Plan(config).trained_sft_runs == ["second", "sft"]
+
+
+# --- the world's table ------------------------------------------------------------------------
+
+
+def test_the_world_table_lives_in_one_folder_with_the_exercise_file_names():
+    assert all(path.startswith(f"{WORLD_DIR}/") for path in WORLD_FILES.values())
+    assert WORLD_FILES["benchmark"].endswith("objhal_bench.jsonl")
+    assert (
+        rec_file("REC_refcoco_unc_val.jsonl") == f"{WORLD_DIR}/grounding/REC_refcoco_unc_val.jsonl"
+    )
+
+
+def test_the_real_world_imports_every_file_its_config_names():
+    real = {"sft_train": "data/train.json", "sft_images": "data", "preference": "p.json"}
+    world = RealWorld(real, ["REC_refcoco_unc_val.jsonl"], train_annotations=True)
+    assert set(world.sources) == {
+        WORLD_FILES["benchmark"],
+        WORLD_FILES["instances"],
+        WORLD_FILES["captions"],
+        WORLD_FILES["train_instances"],
+        WORLD_FILES["train_captions"],
+        WORLD_FILES["sft_train"],
+        WORLD_FILES["preference"],
+        rec_file("REC_refcoco_unc_val.jsonl"),
+    }
+    sft = world.sources[WORLD_FILES["sft_train"]]
+    assert (sft.path, sft.kind, sft.image_folder) == ("data/train.json", "records", "data")
+    assert world.downloads("copy") == [
+        "resources/downloads/coco/annotations/captions_train2014.json",
+        "resources/downloads/coco/annotations/captions_val2014.json",
+        "resources/downloads/coco/annotations/instances_train2014.json",
+        "resources/downloads/coco/annotations/instances_val2014.json",
+    ]
+
+    class Wildcards:
+        path = "grounding/REC_refcoco_unc_val.jsonl"
+
+    assert world.images(Wildcards) == ["resources/downloads/coco/train2014"]
+    assert RealWorld({}, [], train_annotations=False).downloads("copy") == [
+        "resources/downloads/coco/annotations/captions_val2014.json",
+        "resources/downloads/coco/annotations/instances_val2014.json",
+    ]
+
+
+# --- code inputs ------------------------------------------------------------------------------
+
+
+def write_package(root: Path) -> None:
+    files = {
+        "mllm/__init__.py": "",
+        "mllm/a/__init__.py": "",
+        "mllm/a/first.py": "from .second import x\nimport json\n",
+        "mllm/a/second.py": "def f():\n    from mllm.b import lazy  # a lazy import counts too\n",
+        "mllm/b/__init__.py": "",
+        "mllm/b/lazy.py": "from mllm.b.helpers import VALUE\n",
+        "mllm/b/helpers.py": "VALUE = 1\n",
+        "mllm/b/unused.py": "",
+        "scripts/job.py": "from mllm.a import first\n",
+    }
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+
+
+def test_code_inputs_are_the_transitive_library_imports_of_the_entry_point(tmp_path):
+    write_package(tmp_path)
+    names = {str(Path(p).relative_to(tmp_path)) for p in code_inputs("scripts/job.py", tmp_path)}
+    assert names == {
+        "mllm/__init__.py",
+        "mllm/a/__init__.py",
+        "mllm/a/first.py",
+        "mllm/a/second.py",
+        "mllm/b/__init__.py",
+        "mllm/b/lazy.py",
+        "mllm/b/helpers.py",
+    }
+    module = {str(Path(p).relative_to(tmp_path)) for p in code_inputs("mllm.b.lazy", tmp_path)}
+    assert module == {
+        "mllm/__init__.py",
+        "mllm/b/__init__.py",
+        "mllm/b/lazy.py",
+        "mllm/b/helpers.py",
+    }
+
+
+def test_a_missing_entry_point_fails_naming_it(tmp_path):
+    write_package(tmp_path)
+    with pytest.raises(FileNotFoundError, match="scripts/none.py"):
+        code_inputs("scripts/none.py", tmp_path)
+    with pytest.raises(ModuleNotFoundError, match="mllm.none"):
+        code_inputs("mllm.none", tmp_path)
+
+
+def test_the_real_library_keeps_stages_apart():
+    """What the rerun tests rely on: CHAIR, the preference losses and the report are each
+    imported only by the entry points that use them."""
+
+    def closure(entry):
+        return {str(Path(p).relative_to(REPO)) for p in code_inputs(entry, REPO)}
+
+    assert "mllm/eval/chair.py" in closure("workflow_scripts/chair.py")
+    assert "mllm/eval/chair.py" not in closure("workflow_scripts/render_report.py")
+    assert "mllm/preference/losses.py" in closure("mllm.preference.train")
+    assert "mllm/preference/losses.py" not in closure("mllm.train.sft")
+    assert "mllm/preference/losses.py" not in closure("mllm.preference.reference")
+    assert not any(p.startswith("mllm/report/") for p in closure("workflow_scripts/decode.py"))
+
+
+# --- importing real files into the world ------------------------------------------------------
+
+
+def test_import_reroots_relative_image_paths_and_keeps_base64_and_absolute_ones(tmp_path):
+    source = tmp_path / "data" / "train.json"
+    source.parent.mkdir()
+    absolute = str(tmp_path / "abs.png")
+    records = [
+        {"id": 0, "image": "images/a.png", "conversations": []},
+        {"id": 1, "image": "x" * 2000, "conversations": []},
+        {"id": 2, "image_path": absolute},
+    ]
+    source.write_text(json.dumps(records))
+    output = tmp_path / "world" / "sft" / "train.json"
+    provenance = import_world_file(
+        source,
+        output,
+        kind="records",
+        image_folder=tmp_path / "data",
+        image_root=tmp_path / "world",
+    )
+    rows = json.loads(output.read_text())
+    assert rows[0]["image"] == "../data/images/a.png"
+    assert (tmp_path / "world" / rows[0]["image"]).resolve() == tmp_path / "data/images/a.png"
+    assert rows[1]["image"] == "x" * 2000 and rows[2]["image_path"] == absolute
+    assert provenance["records"] == 3 and provenance["rerooted_image_refs"] == 1
+    assert len(provenance["sha256"]) == 64
+
+
+def test_import_of_json_lines_names_the_line_of_a_bad_record(tmp_path):
+    source = tmp_path / "rec.jsonl"
+    source.write_text('{"img_path": "a.jpg", "bbox": [1, 2, 3, 4]}\n\n{"img_path": null}\n')
+    with pytest.raises(DataError, match=r"rec.jsonl:3: field 'img_path'"):
+        import_world_file(
+            source, tmp_path / "out.jsonl", kind="jsonl", image_folder=tmp_path, image_root=tmp_path
+        )
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_a_relative_image_path_without_an_image_folder_is_refused(tmp_path):
+    source = tmp_path / "bench.jsonl"
+    source.write_text('{"image": "val/1.jpg", "question": "q", "image_id": 1}\n')
+    with pytest.raises(DataError, match="no image folder is configured"):
+        import_world_file(
+            source, tmp_path / "out.jsonl", kind="jsonl", image_folder=None, image_root=tmp_path
+        )
