@@ -20,8 +20,9 @@ from mllm.data.collators import sft_collate
 from mllm.model.io import load_model
 from mllm.preference.dataset import PreferenceDataset, collate_preference_pairs
 from mllm.preference.logps import concatenated_logps
-from mllm.preference.losses import PreferenceSettings, preference_loss
+from mllm.preference.losses import preference_loss
 from mllm.preference.reference_cache import score_reference
+from mllm.preference.settings import PreferenceSettings
 
 
 def interleaved_medians(steps: dict, rounds: int) -> dict[str, float]:

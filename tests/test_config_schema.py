@@ -18,8 +18,8 @@ from mllm.demo.config import DemoWorldConfig
 from mllm.demo.tokenizer import write_tokenizer
 from mllm.demo.vision_warmup import WarmupSettings
 from mllm.model.lora import LoraSettings
-from mllm.preference.losses import PreferenceSettings
 from mllm.preference.on_policy import OnPolicySettings
+from mllm.preference.settings import PreferenceSettings
 from mllm.train.settings import TrainSettings
 
 SCHEMA = yaml.safe_load(

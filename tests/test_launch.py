@@ -15,8 +15,8 @@ import yaml
 from mllm.data.errors import BadRecordPolicy
 from mllm.launch import job_arguments, main
 from mllm.model.io import load_model
-from mllm.preference.losses import PreferenceSettings
 from mllm.preference.reference import build_reference_logps
+from mllm.preference.settings import PreferenceSettings
 from mllm.preference.train import train_preference
 from mllm.train.settings import TrainSettings
 from mllm.train.sft import train_sft

@@ -25,7 +25,7 @@ from mllm.demo.tokenizer import build_tokenizer
 from mllm.model.io import image_processor_for, save_model
 from mllm.preference.dataset import PreferenceDataset, collate_preference_pairs
 from mllm.preference.logps import get_batch_logps, mean_token_nll
-from mllm.preference.losses import PreferenceSettings, preference_loss
+from mllm.preference.losses import preference_loss
 from mllm.preference.reference_cache import (
     load_reference_logps,
     merge_reference_logps,
@@ -33,6 +33,7 @@ from mllm.preference.reference_cache import (
     save_reference_logps,
     score_reference,
 )
+from mllm.preference.settings import PreferenceSettings
 from mllm.preference.trainer import PreferenceTrainer
 from mllm.train.settings import TrainSettings
 from mllm.train.trainer import train

@@ -22,6 +22,19 @@ def tiny_snakefile(workdir: Path) -> Path:
     return workdir / "workflow" / "Snakefile"
 
 
+def dry_run_changed(tiny_run, name: str, change) -> str:
+    """The dry-run output of the finished tiny run under its config changed by ``change``."""
+    workdir, config = tiny_run
+    changed = yaml.safe_load(config.read_text())
+    change(changed)
+    path = workdir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(changed))
+    result = snakemake(
+        "-n", "report", workdir=workdir, configfile=path, snakefile=tiny_snakefile(workdir)
+    )
+    return result.stdout
+
+
 def snakemake(
     *args: str,
     workdir: Path = REPO,
@@ -174,35 +187,25 @@ def test_after_a_complete_run_nothing_is_rescheduled(tiny_run):
 
 @pytest.mark.slow
 def test_changing_the_lora_rank_reruns_only_sft_and_what_depends_on_it(tiny_run):
-    workdir, config = tiny_run
-    changed = yaml.safe_load(config.read_text())
-    changed["sft"]["sft"]["training"]["lora"]["r"] = 4
-    changed_path = workdir / "rank4.yaml"
-    changed_path.write_text(yaml.safe_dump(changed))
-    result = snakemake(
-        "-n", "report", workdir=workdir, configfile=changed_path, snakefile=tiny_snakefile(workdir)
+    stdout = dry_run_changed(
+        tiny_run, "rank4", lambda config: config["sft"]["sft"]["training"]["lora"].update(r=4)
     )
-    assert planned_jobs(result.stdout) == {
+    assert planned_jobs(stdout) == {
         "train_sft": 1,
         "yesno_accuracy": 1,
         "decode": 1,
         "chair": 1,
         "report": 1,
     }
-    assert "results/decode/sft/greedy.jsonl" in result.stdout
+    assert "results/decode/sft/greedy.jsonl" in stdout
 
 
 @pytest.mark.slow
 def test_changing_one_beta_reruns_only_that_preference_run_not_the_reference(tiny_run):
-    workdir, config = tiny_run
-    changed = yaml.safe_load(config.read_text())
-    changed["preference"]["betas"] = [0.1, 0.3]
-    changed_path = workdir / "beta.yaml"
-    changed_path.write_text(yaml.safe_dump(changed))
-    result = snakemake(
-        "-n", "report", workdir=workdir, configfile=changed_path, snakefile=tiny_snakefile(workdir)
+    stdout = dry_run_changed(
+        tiny_run, "beta", lambda config: config["preference"].update(betas=[0.1, 0.3])
     )
-    jobs = planned_jobs(result.stdout)
+    jobs = planned_jobs(stdout)
     assert jobs == {
         "train_preference": 1,
         "yesno_accuracy": 1,
@@ -210,20 +213,17 @@ def test_changing_one_beta_reruns_only_that_preference_run_not_the_reference(tin
         "chair": 1,
         "report": 1,
     }
-    assert "results/models/nca_beta0.3" in result.stdout and "reference_logps" not in jobs
+    assert "results/models/nca_beta0.3" in stdout and "reference_logps" not in jobs
 
 
 @pytest.mark.slow
 def test_changing_the_grounding_lr_reruns_only_grounding_training_and_its_evaluations(tiny_run):
-    workdir, config = tiny_run
-    changed = yaml.safe_load(config.read_text())
-    changed["grounding"]["training"]["learning_rate"] = 0.001
-    changed_path = workdir / "grounding_lr.yaml"
-    changed_path.write_text(yaml.safe_dump(changed))
-    result = snakemake(
-        "-n", "report", workdir=workdir, configfile=changed_path, snakefile=tiny_snakefile(workdir)
+    stdout = dry_run_changed(
+        tiny_run,
+        "grounding_lr",
+        lambda config: config["grounding"]["training"].update(learning_rate=0.001),
     )
-    assert planned_jobs(result.stdout) == {
+    assert planned_jobs(stdout) == {
         "train_grounding": 1,
         "grounding_eval": 2,  # the grounding stage on both splits; base is not re-evaluated
         "yesno_accuracy": 1,
@@ -231,23 +231,20 @@ def test_changing_the_grounding_lr_reruns_only_grounding_training_and_its_evalua
         "chair": 1,
         "report": 1,
     }
-    evaluated = re.findall(r"wildcards: stage=(\w+), dataset=", result.stdout)
+    evaluated = re.findall(r"wildcards: stage=(\w+), dataset=", stdout)
     assert evaluated == ["grounding", "grounding"]
 
 
 @pytest.mark.slow
 def test_changing_the_beam_width_reruns_only_beam_decoding_and_what_follows(tiny_run):
-    workdir, config = tiny_run
-    changed = yaml.safe_load(config.read_text())
-    changed["decoding"]["strategies"]["beam"]["num_beams"] = 2
-    changed_path = workdir / "beam2.yaml"
-    changed_path.write_text(yaml.safe_dump(changed))
-    result = snakemake(
-        "-n", "report", workdir=workdir, configfile=changed_path, snakefile=tiny_snakefile(workdir)
+    stdout = dry_run_changed(
+        tiny_run,
+        "beam2",
+        lambda config: config["decoding"]["strategies"]["beam"].update(num_beams=2),
     )
-    assert planned_jobs(result.stdout) == {"decode": 1, "chair": 1, "report": 1}
-    assert "results/decode/base/beam.jsonl" in result.stdout
-    assert "results/decode/base/greedy.jsonl" not in result.stdout
+    assert planned_jobs(stdout) == {"decode": 1, "chair": 1, "report": 1}
+    assert "results/decode/base/beam.jsonl" in stdout
+    assert "results/decode/base/greedy.jsonl" not in stdout
 
 
 def test_no_rule_asks_which_world_it_is_in():

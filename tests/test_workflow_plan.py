@@ -234,13 +234,22 @@ def test_import_reroots_relative_image_paths_and_keeps_base64_and_absolute_ones(
     assert len(provenance["sha256"]) == 64
 
 
+def import_jsonl(source: Path, *, image_folder: Path | None) -> dict:
+    """Import a JSON-lines file into out.jsonl beside it, with its folder as the image root."""
+    return import_world_file(
+        source,
+        source.parent / "out.jsonl",
+        kind="jsonl",
+        image_folder=image_folder,
+        image_root=source.parent,
+    )
+
+
 def test_import_of_json_lines_names_the_line_of_a_bad_record(tmp_path):
     source = tmp_path / "rec.jsonl"
     source.write_text('{"img_path": "a.jpg", "bbox": [1, 2, 3, 4]}\n\n{"img_path": null}\n')
     with pytest.raises(DataError, match=r"rec.jsonl:3: field 'img_path'"):
-        import_world_file(
-            source, tmp_path / "out.jsonl", kind="jsonl", image_folder=tmp_path, image_root=tmp_path
-        )
+        import_jsonl(source, image_folder=tmp_path)
     assert not (tmp_path / "out.jsonl").exists()
 
 
@@ -248,6 +257,4 @@ def test_a_relative_image_path_without_an_image_folder_is_refused(tmp_path):
     source = tmp_path / "bench.jsonl"
     source.write_text('{"image": "val/1.jpg", "question": "q", "image_id": 1}\n')
     with pytest.raises(DataError, match="no image folder is configured"):
-        import_world_file(
-            source, tmp_path / "out.jsonl", kind="jsonl", image_folder=None, image_root=tmp_path
-        )
+        import_jsonl(source, image_folder=None)

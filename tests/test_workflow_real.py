@@ -111,7 +111,7 @@ def test_real_world_config_runs_to_the_report_from_local_sources(tmp_path):
         del config[section]
     config["stages"] = ["base"]
     annotations_zip, images_zip = write_grounding_fixtures(tmp_path / "fixtures", config)
-    config["grounding"].update(annotations=str(annotations_zip), images=str(images_zip))
+    config["real"].update(rec_annotations=str(annotations_zip), rec_images=str(images_zip))
     config["grounding"]["eval"]["generation"]["max_new_tokens"] = 6
     config["grounding"]["training"].update(
         per_device_batch_size=2,
@@ -133,11 +133,17 @@ def test_real_world_config_runs_to_the_report_from_local_sources(tmp_path):
 
     provenance = json.loads((workdir / "resources/models/base.provenance.json").read_text())
     assert provenance["weights"] and not provenance["remote_code_ignored"]
-    bench_provenance = json.loads((workdir / "resources/benchmark/provenance.json").read_text())
+    downloads = workdir / "resources/downloads"
+    bench_provenance = json.loads((downloads / "objhal_bench.jsonl.provenance.json").read_text())
     assert bench_provenance["questions"] == 3
     for strategy in ("sampling", "greedy", "beam"):
         metrics = json.loads((workdir / f"results/chair/base/{strategy}.json").read_text())
         assert metrics["n_captions"] == 3
+    # the world's REC file: the image paths now resolve from the world's image root
+    world_rec = (workdir / "resources/world/grounding/REC_ref3_train.jsonl").read_text()
+    first = json.loads(world_rec.splitlines()[0])
+    assert first["img_path"] == "../downloads/coco/train2014/COCO_train2014_000000000000.jpg"
+    assert (workdir / "resources/world" / first["img_path"]).is_file()
     summary = json.loads((workdir / "results/grounding/data/train.summary.json").read_text())
     assert summary["records"] == 4
     assert list(summary["files"].values())[0]["skipped"] == {"missing_image": 1}

@@ -19,13 +19,13 @@ from mllm.model.io import load_model
 from mllm.train.settings import TrainSettings
 
 from .dataset import PreferenceDataset
-from .losses import PreferenceSettings
 from .reference_cache import (
     loaded_model_cache_key,
     merge_reference_logps,
     save_reference_logps,
     score_reference,
 )
+from .settings import PreferenceSettings
 
 
 def build_reference_logps(

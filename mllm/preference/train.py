@@ -17,8 +17,8 @@ from mllm.train.settings import TrainSettings
 from mllm.train.trainer import train
 
 from .dataset import PreferenceDataset, collate_preference_pairs
-from .losses import PreferenceSettings
 from .reference_cache import load_reference_logps, loaded_model_cache_key
+from .settings import PreferenceSettings
 from .trainer import PreferenceTrainer
 
 

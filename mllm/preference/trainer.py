@@ -10,8 +10,9 @@ import torch
 from transformers import Trainer
 
 from .logps import concatenated_logps, mean_token_nll
-from .losses import PreferenceSettings, preference_loss
+from .losses import preference_loss
 from .reference_cache import ReferenceLogps
+from .settings import PreferenceSettings
 
 
 class PreferenceTrainer(Trainer):
