@@ -22,25 +22,25 @@ QUERY_NUM = 4
 PATCH = 8
 
 
+def tower(hidden: int, *, layers: int, heads: int, **rest) -> dict:
+    """A tiny transformer's sizes (its MLP twice as wide as its hidden size), plus ``rest``."""
+    return dict(
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        **rest,
+    )
+
+
 def tiny_config(**overrides) -> MLLMConfig:
     settings = dict(
         vocab_size=VOCAB,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        **tower(64, layers=2, heads=4, num_key_value_heads=2),
         query_num=QUERY_NUM,
         pad_token_id=PAD,
         eos_token_id=[EOS],
-        vision_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=64,
-            patch_size=PATCH,
-        ),
+        vision_config=tower(32, layers=2, heads=2, image_size=64, patch_size=PATCH),
     )
     settings.update(overrides)
     return MLLMConfig(**settings)
@@ -87,20 +87,9 @@ def write_tiny_checkpoint(directory):
     config = base_model_config(
         tokenizer,
         dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            num_key_value_heads=1,
+            **tower(32, layers=1, heads=2, num_key_value_heads=1),
             query_num=4,
-            vision=dict(
-                hidden_size=32,
-                intermediate_size=64,
-                num_hidden_layers=1,
-                num_attention_heads=2,
-                patch_size=16,
-                image_size=64,
-            ),
+            vision=tower(32, layers=1, heads=2, patch_size=16, image_size=64),
         ),
         dict(patch_size=16, scale_resolution=64, slice_mode=False, max_slice_nums=1),
     )

@@ -38,8 +38,9 @@ from mllm.preference.trainer import PreferenceTrainer
 from mllm.train.settings import TrainSettings
 from mllm.train.trainer import train
 from tests.conftest import QUERY_NUM, tiny_model
+from tests.test_sft import SETTINGS
 
-MAX_LENGTH = 128
+MAX_LENGTH = SETTINGS["max_length"]
 CAPTIONS = ["A red cup on a dining table.", "A dog next to a person.", "A fork and a knife."]
 
 
@@ -416,15 +417,15 @@ def test_one_preference_step_logs_rewards_without_a_reference_forward(tokenizer,
 
     forwards = []
     model.register_forward_pre_hook(lambda *_: forwards.append(1))
-    settings = TrainSettings(
-        learning_rate=1e-2,
-        lr_scheduler_type="constant",
-        warmup_ratio=0.0,
-        per_device_batch_size=2,
-        max_steps=2,
-        save_steps=0,
-        logging_steps=1,
-        max_length=MAX_LENGTH,
+    settings = TrainSettings.from_dict(
+        {
+            **SETTINGS,
+            "learning_rate": 1e-2,
+            "lr_scheduler_type": "constant",
+            "warmup_ratio": 0.0,
+            "max_steps": 2,
+            "save_steps": 0,
+        }
     )
     train(
         model,

@@ -55,6 +55,11 @@ def chair_metrics(chairs: float, hallucinated: list[int]) -> dict:
     }
 
 
+def sampling_chair(chairs: dict[str, float]) -> dict:
+    """Each stage's sampling CHAIR metrics (CHAIRs as given, no hallucinated mention)."""
+    return {(stage, "sampling"): chair_metrics(value, []) for stage, value in chairs.items()}
+
+
 # --- bootstrap ---------------------------------------------------------------------------------
 
 
@@ -140,7 +145,7 @@ def test_headline_table_has_intervals_references_and_the_overview():
 def test_unconfigured_stages_are_absent_not_zero():
     page = render(
         ReportInputs(
-            chair={("base", "sampling"): chair_metrics(30.0, [])},
+            chair=sampling_chair({"base": 30.0}),
             stages=["base"],
             yesno={"base": {"accuracy": 0.5, "unparseable_rate": 0.0}},
         )
@@ -153,10 +158,7 @@ def test_sft_section_shows_base_and_runs_with_loss_curves():
     history = [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.0}, {"step": 2, "eval_loss": 1.5}]
     report = build_report(
         ReportInputs(
-            chair={
-                ("base", "sampling"): chair_metrics(30.0, []),
-                ("sft", "sampling"): chair_metrics(20.0, []),
-            },
+            chair=sampling_chair({"base": 30.0, "sft": 20.0}),
             stages=["base", "sft"],
             yesno={
                 "base": {"accuracy": 0.5, "unparseable_rate": 0.1, "yes_rate": 0.9},
@@ -203,10 +205,7 @@ def test_preference_section_shows_final_rewards_and_curves():
     ]
     report = build_report(
         ReportInputs(
-            chair={
-                ("base", "sampling"): chair_metrics(30.0, []),
-                ("nca_beta0.1", "sampling"): chair_metrics(10.0, []),
-            },
+            chair=sampling_chair({"base": 30.0, "nca_beta0.1": 10.0}),
             stages=["base", "nca_beta0.1"],
             training={"nca_beta0.1": {"metrics": {}, "log_history": history}},
             preference_runs={"nca_beta0.1": {"loss_type": "nca", "beta": 0.1}},

@@ -3,11 +3,15 @@ vocabulary of every reader that may skip such records (config ``on_bad_record``)
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from collections.abc import Callable, Iterable
+from typing import Literal, TypeVar, get_args
 
 # "raise": a bad record raises its DataError; "skip": it is left out and counted, never silently.
 BadRecordPolicy = Literal["raise", "skip"]
 BAD_RECORD_POLICIES: tuple[str, ...] = get_args(BadRecordPolicy)
+
+Item = TypeVar("Item")
+Built = TypeVar("Built")
 
 
 class DataError(ValueError):
@@ -28,3 +32,25 @@ def check_bad_record_policy(policy: str) -> BadRecordPolicy:
     if policy not in BAD_RECORD_POLICIES:
         raise ValueError(f"on_bad_record {policy!r} is not one of {BAD_RECORD_POLICIES}")
     return policy
+
+
+def build_each(
+    items: Iterable[Item],
+    build: Callable[[Item, int], Built],
+    on_bad_record: BadRecordPolicy,
+    skipped: list[str],
+) -> list[tuple[Item, Built]]:
+    """``(item, build(item, index))`` for each item, in order. An item whose ``build`` raises a
+    ``DataError`` re-raises it (``"raise"``), or is left out with the message appended to
+    ``skipped`` (``"skip"``)."""
+    kept = []
+    for index, item in enumerate(items):
+        try:
+            built = build(item, index)
+        except DataError as error:
+            if on_bad_record == "raise":
+                raise
+            skipped.append(str(error))
+            continue
+        kept.append((item, built))
+    return kept

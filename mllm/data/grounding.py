@@ -122,6 +122,11 @@ class Referents(list):
 # --- readers -------------------------------------------------------------------------------
 
 
+# The JSONL formats' rows: (image key, expression key, whether every row carries width/height).
+# A Shikra REC row without them gets them from the image header.
+_JSONL_LAYOUTS = {"shikra": ("img_path", "expression", False), "qwen": ("image", "sent", True)}
+
+
 def read_referents(
     path: str | os.PathLike,
     fmt: str = "auto",
@@ -144,8 +149,7 @@ def read_referents(
         )
     if split is not None or instances is not None:
         raise ValueError(f"split/instances apply to coco_refs files, not to {fmt} file {path}")
-    reader = read_shikra_rec if fmt == "shikra" else read_qwen_grounding
-    return reader(path, image_folder=image_folder, on_bad_record=on_bad_record)
+    return _read_box_rows(path, *_JSONL_LAYOUTS[fmt], image_folder, on_bad_record)
 
 
 def detect_format(path: str | os.PathLike) -> str:
@@ -165,26 +169,6 @@ def detect_format(path: str | os.PathLike) -> str:
     raise DataError(
         str(path), "cannot tell the grounding format (no img_path/sent row, no JSON list)"
     )
-
-
-def read_shikra_rec(
-    path: str | os.PathLike,
-    *,
-    image_folder: str | os.PathLike | None = None,
-    on_bad_record: BadRecordPolicy = "raise",
-) -> Referents:
-    """Shikra REC JSONL; a row without ``width``/``height`` gets them from the image header."""
-    return _read_box_rows(path, "img_path", "expression", False, image_folder, on_bad_record)
-
-
-def read_qwen_grounding(
-    path: str | os.PathLike,
-    *,
-    image_folder: str | os.PathLike | None = None,
-    on_bad_record: BadRecordPolicy = "raise",
-) -> Referents:
-    """Qwen-VL grounding eval JSONL ``{image, sent, bbox, width, height}``."""
-    return _read_box_rows(path, "image", "sent", True, image_folder, on_bad_record)
 
 
 def _read_box_rows(

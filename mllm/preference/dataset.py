@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from mllm.data.collators import preference_collate
-from mllm.data.errors import BadRecordPolicy, DataError, check_bad_record_policy
+from mllm.data.errors import BadRecordPolicy, DataError, build_each, check_bad_record_policy
 from mllm.data.images import ImageProcessor, load_image
 from mllm.data.preprocess import preprocess_conversation
 from mllm.data.special_tokens import IMAGE_TAG
@@ -40,48 +38,32 @@ class PreferenceDataset(PreprocessedDataset):
         tokenizer: PreTrainedTokenizerBase,
         image_processor: ImageProcessor,
         *,
-        query_num: int,
-        max_length: int,
-        image_folder: str | None = None,
         system_prompt: str = DEFAULT_SYSTEM_PROMPT,
         on_bad_record: BadRecordPolicy = "raise",
         source: str = "preference data",
-        cache: bool = True,
+        **options,
     ):
+        """``options``: the base class's ``query_num``, ``max_length``, ``image_folder``, ``cache``."""
         check_bad_record_policy(on_bad_record)
-        super().__init__(
-            tokenizer,
-            image_processor,
-            query_num=query_num,
-            max_length=max_length,
-            image_folder=image_folder,
-            source=source,
-        )
         self.system_prompt = system_prompt
+        self.on_bad_record = on_bad_record
         self.skipped: list[str] = []  # one DataError message per skipped record
-        self.records: list[dict] = []
-        pairs = []
-        for position, record in enumerate(tqdm(records, desc=f"preprocess {Path(source).name}")):
-            try:
-                pair = self._build(record, position)
-            except DataError as error:
-                if on_bad_record == "raise":
-                    raise
-                self.skipped.append(str(error))
-                continue
-            self.records.append(record)
-            pairs.append(pair)
+        super().__init__(records, tokenizer, image_processor, source=source, **options)
+
+    def _preprocess(self, records: Sequence[dict]) -> tuple[list[dict], list[dict]]:
+        built = build_each(self._progress(records), self._build, self.on_bad_record, self.skipped)
+        kept, pairs = [record for record, _ in built], [pair for _, pair in built]
         if self.skipped:
             log.warning(
                 "%s: skipped %d of %d records (on_bad_record='skip'); first: %s",
-                source,
+                self.source,
                 len(self.skipped),
                 len(records),
                 self.skipped[0],
             )
         if not pairs:
-            raise DataError(source, "no usable preference pairs")
-        self._cache = pairs if cache else None
+            raise DataError(self.source, "no usable preference pairs")
+        return kept, pairs
 
     def _build(self, record: Mapping, position: int) -> dict:
         if not isinstance(record, Mapping):

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from mllm.atomic import write_json, write_jsonl
-from mllm.data.errors import BadRecordPolicy, DataError, check_bad_record_policy
+from mllm.data.errors import BadRecordPolicy, DataError, build_each, check_bad_record_policy
 from mllm.data.images import load_image
 from mllm.eval.chair import CaptionObjects, _image_id, build_gt_cache, caption_objects
 from mllm.eval.chair_lexicon import ChairLexicon, default_lexicon
@@ -398,19 +398,15 @@ def build_pairs(
     select pairs; returns preference records (``idx`` from 0) and the counts. Every sampled
     answer is appended to ``samples`` (``prompt_idx, image_id, answer``) when it is given."""
     stats = PairStats()
-    usable, images = [], []
-    for prompt in prompts:
+
+    def prompt_image(prompt: Prompt, _index: int):
         where = f"{source} (idx {prompt.idx!r})"
-        try:
-            if prompt.image_id not in gt_objects:
-                raise DataError(where, f"image id {prompt.image_id} has no ground-truth objects")
-            images.append(load_image(prompt.image_ref, image_folder, source=where))
-        except DataError as error:
-            if settings.on_bad_record == "raise":
-                raise
-            stats.skipped_records.append(str(error))
-            continue
-        usable.append(prompt)
+        if prompt.image_id not in gt_objects:
+            raise DataError(where, f"image id {prompt.image_id} has no ground-truth objects")
+        return load_image(prompt.image_ref, image_folder, source=where)
+
+    kept = build_each(prompts, prompt_image, settings.on_bad_record, stats.skipped_records)
+    usable, images = [prompt for prompt, _ in kept], [image for _, image in kept]
     stats.counts["prompts"] = len(prompts)
     stats.counts["prompts_skipped"] = len(stats.skipped_records)
     if stats.skipped_records:

@@ -23,7 +23,8 @@ class PreprocessedDataset(Dataset):
     preference datasets, which check and preprocess every record up front so that a bad one fails
     *before* training starts, naming the file and the record (no half-trained model is written).
 
-    Subclasses keep their records in ``records`` and build a record's sample with
+    Subclasses check and build every record in ``_preprocess(records)``, which returns the
+    records kept (``records``) and their samples, and build one record's sample with
     ``_build(record, index)``; samples are kept in memory when ``cache`` is set (the demo world),
     otherwise rebuilt on access to bound memory on real data.
     """
@@ -33,13 +34,15 @@ class PreprocessedDataset(Dataset):
 
     def __init__(
         self,
+        records: Sequence[dict],
         tokenizer: PreTrainedTokenizerBase,
         image_processor: ImageProcessor,
         *,
         query_num: int,
         max_length: int,
-        image_folder: str | None,
-        source: str,
+        image_folder: str | None = None,
+        source: str = "dataset",
+        cache: bool = True,
     ):
         self.tokenizer = tokenizer
         self.image_processor = image_processor
@@ -47,6 +50,8 @@ class PreprocessedDataset(Dataset):
         self.max_length = max_length
         self.image_folder = image_folder
         self.source = source
+        self.records, samples = self._preprocess(records)
+        self._cache = samples if cache else None
 
     @classmethod
     def from_file(
@@ -71,8 +76,15 @@ class PreprocessedDataset(Dataset):
             **options,
         )
 
+    def _preprocess(self, records: Sequence[dict]) -> tuple[list[dict], list[dict]]:
+        """The records kept and their samples, every record checked and built up front."""
+        raise NotImplementedError
+
     def _build(self, record: dict, index: int) -> dict:
         raise NotImplementedError
+
+    def _progress(self, records: Sequence[dict]):
+        return tqdm(records, desc=f"preprocess {Path(self.source).name}")
 
     def _sample(self, index: int) -> dict:
         if self._cache is not None:
@@ -86,37 +98,13 @@ class PreprocessedDataset(Dataset):
 class SupervisedDataset(PreprocessedDataset):
     """SFT records ``{id, image, conversations}`` -> model-ready samples (see the base class)."""
 
-    def __init__(
-        self,
-        records: Sequence[dict],
-        tokenizer: PreTrainedTokenizerBase,
-        image_processor: ImageProcessor,
-        *,
-        query_num: int,
-        max_length: int,
-        image_folder: str | None = None,
-        source: str = "dataset",
-        cache: bool = True,
-    ):
-        super().__init__(
-            tokenizer,
-            image_processor,
-            query_num=query_num,
-            max_length=max_length,
-            image_folder=image_folder,
-            source=source,
-        )
-        self.records = list(records)
-        self._cache = None
-        if not self.records:
-            raise DataError(source, "no records")
-        samples = [
-            self._build(record, index)
-            for index, record in enumerate(
-                tqdm(self.records, desc=f"preprocess {Path(source).name}")
-            )
+    def _preprocess(self, records: Sequence[dict]) -> tuple[list[dict], list[dict]]:
+        records = list(records)
+        if not records:
+            raise DataError(self.source, "no records")
+        return records, [
+            self._build(record, index) for index, record in enumerate(self._progress(records))
         ]
-        self._cache = samples if cache else None
 
     def _build(self, record: dict, index: int) -> dict:
         try:
