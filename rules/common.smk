@@ -15,7 +15,7 @@ from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 from snakemake.utils import validate
 
-REPOSITORY = Path(workflow.basedir)
+REPOSITORY = Path(workflow.current_basedir).parent  # rules/.. (also when included elsewhere)
 sys.path.insert(0, str(REPOSITORY))  # the library's workflow layer, installed or not
 
 from mllm.workflow.code_inputs import code_inputs
