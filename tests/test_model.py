@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoConfig, AutoModel
+from transformers import AutoConfig, AutoModel, LogitsProcessor
 
 from mllm.model import MLLMConfig, MLLMModel
 from mllm.model.vision import bucketed_position_ids
@@ -153,20 +153,104 @@ def test_greedy_generate_equals_manual_argmax_loop_without_cache(model):
     assert torch.equal(generated, expected)
 
 
-def test_padded_batch_generates_like_one_by_one(model):
-    batch = prompt_batch(lengths=(11, 7))
-    together = model.generate(**batch, max_new_tokens=6, do_sample=False)
-    for row, length in enumerate((11, 7)):
-        single = prompt_batch(lengths=(11, 7))
-        alone = {
-            "input_ids": single["input_ids"][row : row + 1, -length:],
-            "attention_mask": single["attention_mask"][row : row + 1, -length:],
-            "pixel_values": single["pixel_values"][row : row + 1],
-            "tgt_sizes": single["tgt_sizes"][row : row + 1],
-            "image_bound": [single["image_bound"][row] - (11 - length)],
-        }
-        one = model.generate(**alone, max_new_tokens=6, do_sample=False)
+def row_alone(batch: dict, row: int) -> dict:
+    """Row ``row`` of a left-padded ``prompt_batch`` without its padding."""
+    length = int(batch["attention_mask"][row].sum())
+    pads = batch["input_ids"].shape[1] - length
+    return {
+        "input_ids": batch["input_ids"][row : row + 1, pads:],
+        "attention_mask": batch["attention_mask"][row : row + 1, pads:],
+        "pixel_values": batch["pixel_values"][row : row + 1],
+        "tgt_sizes": batch["tgt_sizes"][row : row + 1],
+        "image_bound": [batch["image_bound"][row] - pads],
+    }
+
+
+# Row 1 carries 10 pads, more than the 8 new tokens: HF would take them for prompt and leave all
+# of that row's tokens unpenalised.
+PADDED_LENGTHS, NEW_TOKENS = (16, 6), 8
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        dict(do_sample=False),
+        dict(do_sample=False, repetition_penalty=1.2),
+        dict(num_beams=3, do_sample=False, repetition_penalty=1.2),
+    ],
+    ids=["greedy", "greedy-penalty", "beam3-penalty"],
+)
+def test_padded_batch_generates_like_one_by_one(model, strategy):
+    batch = prompt_batch(lengths=PADDED_LENGTHS)
+    together = model.generate(**batch, max_new_tokens=NEW_TOKENS, **strategy)
+    for row in range(len(PADDED_LENGTHS)):
+        one = model.generate(**row_alone(batch, row), max_new_tokens=NEW_TOKENS, **strategy)
         assert torch.equal(together[row, : one.shape[1]], one[0]), row
+
+
+def test_a_row_with_more_pads_than_new_tokens_is_penalised(model):
+    batch = prompt_batch(lengths=PADDED_LENGTHS)
+    beam = dict(num_beams=3, do_sample=False, max_new_tokens=NEW_TOKENS)
+    penalised = model.generate(**batch, **beam, repetition_penalty=1.2)
+    plain = model.generate(**batch, **beam, repetition_penalty=1.0)
+    assert not torch.equal(penalised[1], plain[1])
+
+
+def test_a_row_alone_decodes_as_hf_generate_does(model):
+    """For an unpadded row HF's own penalty (prompt_ignore_length 0) is what ``generate`` applies."""
+    alone = row_alone(prompt_batch(lengths=PADDED_LENGTHS), 1)
+    strategy = dict(num_beams=3, do_sample=False, repetition_penalty=1.2, max_new_tokens=NEW_TOKENS)
+    with torch.no_grad():
+        embeddings = model.get_vllm_embedding(
+            alone["input_ids"], alone["pixel_values"], alone["tgt_sizes"], alone["image_bound"]
+        )
+        hf = model.llm.generate(
+            inputs_embeds=embeddings,
+            attention_mask=alone["attention_mask"],
+            pad_token_id=PAD,
+            eos_token_id=[EOS],
+            **strategy,
+        )
+    assert torch.equal(model.generate(**alone, **strategy), hf)
+
+
+class ScoreRecorder(LogitsProcessor):
+    """Records the scores it is handed (after HF's penalty, before the sampling warpers, which
+    act row by row); with ``forced`` [B, T] it makes step t pick forced[:, t]."""
+
+    def __init__(self, forced: torch.Tensor | None = None):
+        self.scores: list[torch.Tensor] = []
+        self.forced = forced
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
+        self.scores.append(scores.clone())
+        if self.forced is None:
+            return scores
+        step = len(self.scores) - 1
+        only = torch.full_like(scores, float("-inf"))
+        return only.scatter(1, self.forced[:, step : step + 1], 0.0)
+
+
+def test_sampling_scores_of_a_padded_row_equal_the_row_alone(model):
+    sampling = dict(do_sample=True, top_p=0.8, top_k=100, temperature=0.7, repetition_penalty=1.05)
+    batch = prompt_batch(lengths=PADDED_LENGTHS)
+    together = ScoreRecorder()
+    torch.manual_seed(0)
+    tokens = model.generate(
+        **batch, max_new_tokens=NEW_TOKENS, logits_processor=[together], **sampling
+    )
+    for row in range(len(PADDED_LENGTHS)):
+        steps = next((t + 1 for t, token in enumerate(tokens[row].tolist()) if token == EOS), None)
+        steps = steps or tokens.shape[1]
+        alone = ScoreRecorder(forced=tokens[row : row + 1, :steps])
+        replay = model.generate(
+            **row_alone(batch, row), max_new_tokens=steps, logits_processor=[alone], **sampling
+        )
+        assert torch.equal(replay[0], tokens[row, :steps]), row
+        for step in range(steps):
+            torch.testing.assert_close(
+                together.scores[step][row], alone.scores[step][0], atol=1e-5, rtol=1e-5
+            )
 
 
 def eos_loving_model():
