@@ -10,7 +10,7 @@ import torch
 from transformers import AutoConfig, AutoModel, LogitsProcessor
 
 from mllm.model import MLLMConfig, MLLMModel
-from mllm.model.vision import bucketed_position_ids
+from mllm.model.vision import bucketed_position_ids, fractional_buckets
 from tests.conftest import EOS, PAD, QUERY_NUM, multimodal_batch, strip, tiny_model
 
 # A copy of shared/reference/exercise_checkpoint_manifest.json: state_dict() names and shapes of the
@@ -332,6 +332,50 @@ def test_bucketed_positions_span_the_grid_for_any_aspect_ratio():
         torch.tensor([[2, 2], [1, 4]]), num_patches_per_side=4, max_patches=4
     )
     assert ids.tolist() == [[0, 2, 8, 10], [0, 1, 2, 3]]
+
+
+def minicpm_v_position_ids(tgt_sizes, num_patches_per_side, max_patches):
+    """MiniCPM-V 2.6's SiglipVisionEmbeddings position ids (modeling_navit_siglip.py), transcribed."""
+    boundaries = torch.arange(1 / num_patches_per_side, 1.0, 1 / num_patches_per_side)
+    position_ids = torch.full(size=(len(tgt_sizes), max_patches), fill_value=0)
+    for batch_idx in range(len(tgt_sizes)):
+        nb_patches_h, nb_patches_w = tgt_sizes[batch_idx][0], tgt_sizes[batch_idx][1]
+        fractional_coords_h = torch.arange(0, 1 - 1e-6, 1 / nb_patches_h)
+        fractional_coords_w = torch.arange(0, 1 - 1e-6, 1 / nb_patches_w)
+        bucket_coords_h = torch.bucketize(fractional_coords_h, boundaries, right=True)
+        bucket_coords_w = torch.bucketize(fractional_coords_w, boundaries, right=True)
+        pos_ids = (bucket_coords_h[:, None] * num_patches_per_side + bucket_coords_w).flatten()
+        position_ids[batch_idx][: len(pos_ids)] = pos_ids
+    return position_ids
+
+
+def sides_off_the_exact_buckets(grid: int, sides=range(1, 201)) -> list[int]:
+    """Sides whose MiniCPM-V buckets differ from floor(i·grid/side)."""
+    boundaries = torch.arange(1 / grid, 1.0, 1 / grid)
+    return [
+        side
+        for side in sides
+        if fractional_buckets(torch.tensor(side), boundaries).tolist()
+        != [i * grid // side for i in range(side)]
+    ]
+
+
+def test_bucketed_positions_are_minicpm_v_s():
+    sizes = torch.tensor([[h, w] for h in (1, 7, 25, 32, 49, 50, 55, 58, 70) for w in (3, 25, 58)])
+    for grid in (8, 70):
+        ids = bucketed_position_ids(sizes, grid, max_patches=58 * 70)
+        assert torch.equal(ids, minicpm_v_position_ids(sizes, grid, 58 * 70)), grid
+
+
+def test_patch_buckets_differ_from_exact_fractions_on_these_sides():
+    # The exercise's 70-patch grid: 5 sides up to 70, 22 more up to 200.
+    assert sides_off_the_exact_buckets(70) == [
+        25, 49, 50, 55, 58, 77, 82, 86, 94, 98, 100, 110, 115, 135,
+        147, 154, 155, 164, 165, 166, 172, 175, 188, 189, 194, 196, 200,
+    ]  # fmt: skip
+    # The demo's (8-patch grid, 8-patch images) and the tests' (4 and 8) sides are unaffected.
+    for grid in (4, 8):
+        assert sides_off_the_exact_buckets(grid, range(1, 58)) == [], grid
 
 
 def test_a_piece_encodes_the_same_alone_and_padded_next_to_a_longer_one(model):
