@@ -24,6 +24,8 @@ from mllm.demo.config import DemoWorldConfig
 from mllm.demo.referring import parse, referents
 from mllm.demo.scene import Scene, SceneObject, sample_categories
 from mllm.demo.world import generate_world
+from mllm.eval.chair import build_gt_cache, caption_objects
+from mllm.eval.text_analysis import AnalyzerUnavailable, get_analyzer
 
 TINY = dict(
     seed=3,
@@ -414,3 +416,28 @@ def test_planted_hallucination_rate_matches_manifest(tmp_path):
     assert stats["planted_hallucination_rate"] == pytest.approx(planted / eligible)
     assert 0.15 <= planted / eligible <= 0.25
     assert 0.5 <= manifest["stats"]["scenes"]["pair_cooccurrence"]["pooled"] <= 0.7
+
+
+def test_both_offline_chair_analyzers_read_the_world_alike(world):
+    """GT captions, pre-training captions and preference pairs: the same tokens, mentions and GT
+    whether CHAIR lemmatizes with WordNet (offline) or without (offline-rules)."""
+    try:
+        analyzers = get_analyzer("offline"), get_analyzer("offline-rules")
+    except AnalyzerUnavailable as error:
+        pytest.skip(f"offline analyzers unavailable: {error}")
+    texts = [item["conversations"][-1]["content"] for item in load(world, "pretrain_captions.json")]
+    texts += [
+        p[key] for p in load(world, "preference_train.json") for key in ("chosen", "rejected")
+    ]
+    annotations = sorted((world / "annotations").glob("*.json"))
+    instances = [path for path in annotations if path.name.startswith("instances_")]
+    captions = [path for path in annotations if path.name.startswith("captions_")]
+    texts += [
+        a["caption"] for path in captions for a in json.loads(path.read_text())["annotations"]
+    ]
+    read = []
+    for analyzer in analyzers:
+        found = [caption_objects(text, analyzer) for text in texts]
+        gt = build_gt_cache(instances, captions, analyzer)["objects"]
+        read.append(([(f.tokens, f.mentions) for f in found], gt))
+    assert read[0] == read[1]

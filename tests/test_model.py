@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoConfig, AutoModel
+from transformers import AutoConfig, AutoModel, LogitsProcessor
 
 from mllm.model import MLLMConfig, MLLMModel
-from mllm.model.vision import bucketed_position_ids
+from mllm.model.vision import bucketed_position_ids, fractional_buckets
 from tests.conftest import EOS, PAD, QUERY_NUM, multimodal_batch, strip, tiny_model
 
 # A copy of shared/reference/exercise_checkpoint_manifest.json: state_dict() names and shapes of the
@@ -153,20 +153,104 @@ def test_greedy_generate_equals_manual_argmax_loop_without_cache(model):
     assert torch.equal(generated, expected)
 
 
-def test_padded_batch_generates_like_one_by_one(model):
-    batch = prompt_batch(lengths=(11, 7))
-    together = model.generate(**batch, max_new_tokens=6, do_sample=False)
-    for row, length in enumerate((11, 7)):
-        single = prompt_batch(lengths=(11, 7))
-        alone = {
-            "input_ids": single["input_ids"][row : row + 1, -length:],
-            "attention_mask": single["attention_mask"][row : row + 1, -length:],
-            "pixel_values": single["pixel_values"][row : row + 1],
-            "tgt_sizes": single["tgt_sizes"][row : row + 1],
-            "image_bound": [single["image_bound"][row] - (11 - length)],
-        }
-        one = model.generate(**alone, max_new_tokens=6, do_sample=False)
+def row_alone(batch: dict, row: int) -> dict:
+    """Row ``row`` of a left-padded ``prompt_batch`` without its padding."""
+    length = int(batch["attention_mask"][row].sum())
+    pads = batch["input_ids"].shape[1] - length
+    return {
+        "input_ids": batch["input_ids"][row : row + 1, pads:],
+        "attention_mask": batch["attention_mask"][row : row + 1, pads:],
+        "pixel_values": batch["pixel_values"][row : row + 1],
+        "tgt_sizes": batch["tgt_sizes"][row : row + 1],
+        "image_bound": [batch["image_bound"][row] - pads],
+    }
+
+
+# Row 1 carries 10 pads, more than the 8 new tokens: HF would take them for prompt and leave all
+# of that row's tokens unpenalised.
+PADDED_LENGTHS, NEW_TOKENS = (16, 6), 8
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        dict(do_sample=False),
+        dict(do_sample=False, repetition_penalty=1.2),
+        dict(num_beams=3, do_sample=False, repetition_penalty=1.2),
+    ],
+    ids=["greedy", "greedy-penalty", "beam3-penalty"],
+)
+def test_padded_batch_generates_like_one_by_one(model, strategy):
+    batch = prompt_batch(lengths=PADDED_LENGTHS)
+    together = model.generate(**batch, max_new_tokens=NEW_TOKENS, **strategy)
+    for row in range(len(PADDED_LENGTHS)):
+        one = model.generate(**row_alone(batch, row), max_new_tokens=NEW_TOKENS, **strategy)
         assert torch.equal(together[row, : one.shape[1]], one[0]), row
+
+
+def test_a_row_with_more_pads_than_new_tokens_is_penalised(model):
+    batch = prompt_batch(lengths=PADDED_LENGTHS)
+    beam = dict(num_beams=3, do_sample=False, max_new_tokens=NEW_TOKENS)
+    penalised = model.generate(**batch, **beam, repetition_penalty=1.2)
+    plain = model.generate(**batch, **beam, repetition_penalty=1.0)
+    assert not torch.equal(penalised[1], plain[1])
+
+
+def test_a_row_alone_decodes_as_hf_generate_does(model):
+    """For an unpadded row HF's own penalty (prompt_ignore_length 0) is what ``generate`` applies."""
+    alone = row_alone(prompt_batch(lengths=PADDED_LENGTHS), 1)
+    strategy = dict(num_beams=3, do_sample=False, repetition_penalty=1.2, max_new_tokens=NEW_TOKENS)
+    with torch.no_grad():
+        embeddings = model.get_vllm_embedding(
+            alone["input_ids"], alone["pixel_values"], alone["tgt_sizes"], alone["image_bound"]
+        )
+        hf = model.llm.generate(
+            inputs_embeds=embeddings,
+            attention_mask=alone["attention_mask"],
+            pad_token_id=PAD,
+            eos_token_id=[EOS],
+            **strategy,
+        )
+    assert torch.equal(model.generate(**alone, **strategy), hf)
+
+
+class ScoreRecorder(LogitsProcessor):
+    """Records the scores it is handed (after HF's penalty, before the sampling warpers, which
+    act row by row); with ``forced`` [B, T] it makes step t pick forced[:, t]."""
+
+    def __init__(self, forced: torch.Tensor | None = None):
+        self.scores: list[torch.Tensor] = []
+        self.forced = forced
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
+        self.scores.append(scores.clone())
+        if self.forced is None:
+            return scores
+        step = len(self.scores) - 1
+        only = torch.full_like(scores, float("-inf"))
+        return only.scatter(1, self.forced[:, step : step + 1], 0.0)
+
+
+def test_sampling_scores_of_a_padded_row_equal_the_row_alone(model):
+    sampling = dict(do_sample=True, top_p=0.8, top_k=100, temperature=0.7, repetition_penalty=1.05)
+    batch = prompt_batch(lengths=PADDED_LENGTHS)
+    together = ScoreRecorder()
+    torch.manual_seed(0)
+    tokens = model.generate(
+        **batch, max_new_tokens=NEW_TOKENS, logits_processor=[together], **sampling
+    )
+    for row in range(len(PADDED_LENGTHS)):
+        steps = next((t + 1 for t, token in enumerate(tokens[row].tolist()) if token == EOS), None)
+        steps = steps or tokens.shape[1]
+        alone = ScoreRecorder(forced=tokens[row : row + 1, :steps])
+        replay = model.generate(
+            **row_alone(batch, row), max_new_tokens=steps, logits_processor=[alone], **sampling
+        )
+        assert torch.equal(replay[0], tokens[row, :steps]), row
+        for step in range(steps):
+            torch.testing.assert_close(
+                together.scores[step][row], alone.scores[step][0], atol=1e-5, rtol=1e-5
+            )
 
 
 def eos_loving_model():
@@ -248,6 +332,50 @@ def test_bucketed_positions_span_the_grid_for_any_aspect_ratio():
         torch.tensor([[2, 2], [1, 4]]), num_patches_per_side=4, max_patches=4
     )
     assert ids.tolist() == [[0, 2, 8, 10], [0, 1, 2, 3]]
+
+
+def minicpm_v_position_ids(tgt_sizes, num_patches_per_side, max_patches):
+    """MiniCPM-V 2.6's SiglipVisionEmbeddings position ids (modeling_navit_siglip.py), transcribed."""
+    boundaries = torch.arange(1 / num_patches_per_side, 1.0, 1 / num_patches_per_side)
+    position_ids = torch.full(size=(len(tgt_sizes), max_patches), fill_value=0)
+    for batch_idx in range(len(tgt_sizes)):
+        nb_patches_h, nb_patches_w = tgt_sizes[batch_idx][0], tgt_sizes[batch_idx][1]
+        fractional_coords_h = torch.arange(0, 1 - 1e-6, 1 / nb_patches_h)
+        fractional_coords_w = torch.arange(0, 1 - 1e-6, 1 / nb_patches_w)
+        bucket_coords_h = torch.bucketize(fractional_coords_h, boundaries, right=True)
+        bucket_coords_w = torch.bucketize(fractional_coords_w, boundaries, right=True)
+        pos_ids = (bucket_coords_h[:, None] * num_patches_per_side + bucket_coords_w).flatten()
+        position_ids[batch_idx][: len(pos_ids)] = pos_ids
+    return position_ids
+
+
+def sides_off_the_exact_buckets(grid: int, sides=range(1, 201)) -> list[int]:
+    """Sides whose MiniCPM-V buckets differ from floor(i·grid/side)."""
+    boundaries = torch.arange(1 / grid, 1.0, 1 / grid)
+    return [
+        side
+        for side in sides
+        if fractional_buckets(torch.tensor(side), boundaries).tolist()
+        != [i * grid // side for i in range(side)]
+    ]
+
+
+def test_bucketed_positions_are_minicpm_v_s():
+    sizes = torch.tensor([[h, w] for h in (1, 7, 25, 32, 49, 50, 55, 58, 70) for w in (3, 25, 58)])
+    for grid in (8, 70):
+        ids = bucketed_position_ids(sizes, grid, max_patches=58 * 70)
+        assert torch.equal(ids, minicpm_v_position_ids(sizes, grid, 58 * 70)), grid
+
+
+def test_patch_buckets_differ_from_exact_fractions_on_these_sides():
+    # The exercise's 70-patch grid: 5 sides up to 70, 22 more up to 200.
+    assert sides_off_the_exact_buckets(70) == [
+        25, 49, 50, 55, 58, 77, 82, 86, 94, 98, 100, 110, 115, 135,
+        147, 154, 155, 164, 165, 166, 172, 175, 188, 189, 194, 196, 200,
+    ]  # fmt: skip
+    # The demo's (8-patch grid, 8-patch images) and the tests' (4 and 8) sides are unaffected.
+    for grid in (4, 8):
+        assert sides_off_the_exact_buckets(grid, range(1, 58)) == [], grid
 
 
 def test_a_piece_encodes_the_same_alone_and_padded_next_to_a_longer_one(model):

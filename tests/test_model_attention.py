@@ -63,6 +63,27 @@ def test_causal_eager_equals_sdpa_equals_float64(padding):
     )
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_left_padding_stays_finite_and_eager_equals_sdpa_in(dtype):
+    """Pad queries of a left-padded row see no key at all; their rows must stay finite."""
+    query, key, value = (tensor.to(dtype) for tensor in random_qkv())
+    attention_mask = torch.ones(2, 7, dtype=torch.long)
+    attention_mask[0, :3] = 0
+    additive = causal_additive_mask(attention_mask, 7, 0, dtype, query.device, 2)
+    eager = eager_attention(query, key, value, additive)
+    sdpa = sdpa_attention(query, key, value, additive)
+    assert eager.dtype == dtype and torch.isfinite(eager).all() and torch.isfinite(sdpa).all()
+    torch.testing.assert_close(eager, sdpa, atol=1e-5, rtol=1e-5)
+
+
+def test_float32_eager_softmax_is_unchanged():
+    query, key, value = random_qkv(seed=3)
+    additive = causal_additive_mask(None, 7, 0, torch.float32, query.device, 2)
+    scores = query @ key.transpose(-1, -2) * query.shape[-1] ** -0.5 + additive
+    expected = torch.softmax(scores, dim=-1, dtype=torch.float32) @ value
+    assert torch.equal(eager_attention(query, key, value, additive), expected)
+
+
 def test_additive_mask_values_are_zero_or_dtype_min():
     mask = causal_additive_mask(
         torch.tensor([[0, 1, 1]]), 3, 0, torch.float32, torch.device("cpu"), 1
@@ -110,6 +131,21 @@ def test_unknown_implementation_is_rejected():
     query, key, value = random_qkv()
     with pytest.raises(ValueError, match="flash_attention_9"):
         attend("flash_attention_9", query, key, value, None)
+
+
+def test_whole_model_in_float64_with_left_padding_is_finite_and_eager_equals_sdpa(batch):
+    models = {}
+    for implementation in ("eager", "sdpa"):
+        models[implementation] = tiny_model().double()
+        models[implementation].config._attn_implementation = implementation
+    attention_mask = torch.ones_like(batch["input_ids"])
+    attention_mask[1, :4] = 0
+    with torch.no_grad():
+        eager, sdpa = (
+            models[name](**batch, attention_mask=attention_mask).logits for name in models
+        )
+    assert eager.dtype == torch.float64 and torch.isfinite(eager).all()
+    torch.testing.assert_close(eager, sdpa, atol=1e-10, rtol=1e-10)
 
 
 def test_whole_model_eager_equals_sdpa(batch):

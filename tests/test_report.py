@@ -142,6 +142,25 @@ def test_headline_table_has_intervals_references_and_the_overview():
     assert '<span class="hallucinated" title="knife">knife</span>' in page
 
 
+def test_headline_names_the_chair_analyzer_and_what_it_compares_with():
+    rules = {"name": "offline-rules", "lemmatizer": "RuleLemmatizer"}
+    page = render(
+        ReportInputs(
+            chair={
+                ("base", "greedy"): chair_metrics(100.0, [4]),
+                ("base", "beam"): {**chair_metrics(100.0, [4]), "analyzer": rules},
+            },
+            stages=["base"],
+        )
+    )
+    headline = page[page.index('id="headline"') : page.index("<h2", page.index('id="headline"'))]
+    assert (
+        "CHAIR text analyzer: <code>offline</code> (textblob PatternTagger; offline-rules, "
+        "without WordNet, gives the same numbers for every caption), <code>offline-rules</code> "
+        "(RuleLemmatizer; the same numbers as offline, with WordNet, for every caption)."
+    ) in headline
+
+
 def test_unconfigured_stages_are_absent_not_zero():
     page = render(
         ReportInputs(

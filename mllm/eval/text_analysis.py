@@ -14,8 +14,9 @@ available):
   from the reference, and tags only matter where they switch the lemmatizer's POS.
 * ``offline-rules`` — as ``offline`` but WordNet's morphology applied with the CHAIR
   vocabulary standing in for the WordNet index (``RuleLemmatizer``): for machines
-  without WordNet. Agrees with WordNet on the inflections of the CHAIR words, which is
-  all CHAIR looks at.
+  without WordNet. Gives every CHAIR number and mention of ``offline``: for every string,
+  both lemmatizers return the same CHAIR word or none (tested over every string either can
+  turn into one), and CHAIR looks at nothing else.
 """
 
 from __future__ import annotations
@@ -196,7 +197,7 @@ CHAIR_WORDS_WORDNET_ADVERBS = frozenset({"home", "light"})
 
 # WordNet's own answer where a competing WordNet lemma outside the CHAIR words wins the
 # shortest-form choice ('vases' → 'vas', 'planes'/v → 'plan') or ties first ('men' → 'men').
-# Found by comparing RuleLemmatizer with WordNetLemmatizer on inflections of CHAIR words.
+# Found by comparing RuleLemmatizer with WordNetLemmatizer on every candidate form.
 WORDNET_OVERRIDES = {
     "n": "men men sports sport vases vas",
     "v": "bore bore dining din kited kit kites kit kiting kit moped mop parking park planed "
@@ -216,7 +217,8 @@ class RuleLemmatizer:
     candidates (the word included) that are lemmas of the requested POS; return the
     shortest, or the word itself. Only CHAIR words matter to CHAIR, so knowing which CHAIR
     words WordNet holds per POS (plus ``WORDNET_OVERRIDES``) reproduces WordNet on them
-    without WordNet; tests check this against WordNet on their inflections.
+    without WordNet; tests check this against WordNet on every string either lemmatizer
+    can turn into a CHAIR word.
     """
 
     def __init__(self, chair_words: Collection[str]):

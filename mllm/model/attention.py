@@ -74,7 +74,11 @@ def eager_attention(
     training: bool = False,
     is_causal: bool = False,
 ) -> torch.Tensor:
-    """softmax(QKᵀ/√d + M)·V on [B, H, q, d] tensors (KV heads already repeated); returns [B, H, q, d]."""
+    """softmax(QKᵀ/√d + M)·V on [B, H, q, d] tensors (KV heads already repeated); returns [B, H, q, d].
+
+    The softmax runs in float32, or in float64 for float64 inputs: cast to float32, float64's
+    dtype-min mask turns to −inf and a fully masked row (a left pad's query) to NaN.
+    """
     scale = query.shape[-1] ** -0.5
     scores = torch.matmul(query, key.transpose(-1, -2)) * scale  # [B, H, q, kv]
     if is_causal:
@@ -85,7 +89,8 @@ def eager_attention(
         scores = scores + additive_from_boolean(causal, scores.dtype)
     if additive_mask is not None:
         scores = scores + additive_mask
-    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    softmax_dtype = torch.promote_types(scores.dtype, torch.float32)
+    probs = torch.softmax(scores, dim=-1, dtype=softmax_dtype).to(query.dtype)
     probs = F.dropout(probs, p=dropout, training=training)
     return torch.matmul(probs, value)
 

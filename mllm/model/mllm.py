@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from .config import MLLMConfig
@@ -187,11 +188,27 @@ class MLLMModel(MLLMPreTrainedModel):
 
         Sampling, greedy and beam search all go through HF ``generate`` on the fused embeddings, with
         position ids from the attention mask so a padded batch decodes exactly like one-by-one calls.
+
+        The repetition penalty is passed as our own ``RepetitionPenaltyLogitsProcessor``, which HF
+        puts in place of its own: HF's exempts each row's first pad-count tokens of ``input_ids``,
+        taking left padding for prompt, but with ``inputs_embeds`` those ids are the generated
+        tokens, so a padded row would go unpenalised for as many steps as it has pads. Ours
+        penalises every generated token, as the exercise's ``chat()`` does for one unpadded sample.
         """
         inputs_embeds = self.get_vllm_embedding(input_ids, pixel_values, tgt_sizes, image_bound)
         generation_kwargs.setdefault("pad_token_id", self.config.pad_token_id)
         if self.config.eos_token_id is not None:
             generation_kwargs.setdefault("eos_token_id", self.config.eos_token_id)
+        penalty = generation_kwargs.get(
+            "repetition_penalty", self.llm.generation_config.repetition_penalty
+        )
+        if penalty is not None and penalty != 1.0:
+            generation_kwargs["logits_processor"] = LogitsProcessorList(
+                [
+                    RepetitionPenaltyLogitsProcessor(float(penalty)),
+                    *(generation_kwargs.get("logits_processor") or []),
+                ]
+            )
         return self.llm.generate(
             inputs_embeds=inputs_embeds, attention_mask=attention_mask, **generation_kwargs
         )

@@ -19,6 +19,16 @@ from .attention import attend, padding_additive_mask
 from .config import MLLMVisionConfig
 
 
+def fractional_buckets(side: torch.Tensor, boundaries: torch.Tensor) -> torch.Tensor:
+    """Position-grid row (or column) of each of ``side`` patches [side], as MiniCPM-V computes it.
+
+    Its NaViT steps through [0, 1) by ``1 / side`` with ``side`` a tensor, i.e. by a float32 step;
+    the rounding lands a few patches one bucket below floor(i·grid/side) for some sides (25, 49,
+    50, 55, 58 … of the 70-patch grid). The exercise checkpoint was trained with these buckets.
+    """
+    return torch.bucketize(torch.arange(0, 1 - 1e-6, 1 / side), boundaries, right=True)
+
+
 def bucketed_position_ids(
     tgt_sizes: torch.Tensor, num_patches_per_side: int, max_patches: int
 ) -> torch.Tensor:
@@ -28,9 +38,9 @@ def bucketed_position_ids(
     """
     boundaries = torch.arange(1 / num_patches_per_side, 1.0, 1 / num_patches_per_side)
     position_ids = torch.zeros(len(tgt_sizes), max_patches, dtype=torch.long)
-    for index, (height, width) in enumerate(tgt_sizes.tolist()):
-        rows = torch.bucketize(torch.arange(height) / height, boundaries, right=True)  # [h]
-        cols = torch.bucketize(torch.arange(width) / width, boundaries, right=True)  # [w]
+    for index, (height, width) in enumerate(tgt_sizes):
+        rows = fractional_buckets(height, boundaries)  # [h]
+        cols = fractional_buckets(width, boundaries)  # [w]
         position_ids[index, : height * width] = (
             rows[:, None] * num_patches_per_side + cols[None, :]
         ).flatten()

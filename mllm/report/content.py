@@ -75,5 +75,13 @@ def shown_stages(inputs: ReportInputs) -> list[str]:
     )
 
 
+def chair_analyzers(inputs: ReportInputs) -> dict[str, Mapping]:
+    """The text analyzers the CHAIR results were computed with: name -> its recorded info."""
+    return {
+        metrics.get("analyzer", {}).get("name", "?"): metrics.get("analyzer", {})
+        for metrics in inputs.chair.values()
+    }
+
+
 def grounding_splits(inputs: ReportInputs) -> list[tuple[str, str]]:
     return sorted({(dataset, split) for _, dataset, split in inputs.grounding})

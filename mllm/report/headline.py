@@ -7,6 +7,7 @@ import html
 
 from mllm.report.content import (
     ReportInputs,
+    chair_analyzers,
     estimate_cell,
     grounding_splits,
     plain,
@@ -24,6 +25,24 @@ from mllm.report.stats import chair_estimates, rate_estimate
 from mllm.report.tables import html_table
 
 WITH_INTERVAL = ("CHAIRs", "CHAIRi")
+# What an analyzer's numbers compare with (mllm.eval.text_analysis; tested in tests/test_chair.py:
+# the two offline analyzers share tokenizer and tagger, and their lemmatizers agree on every word
+# CHAIR can match).
+ANALYZER_NOTES = {
+    "nltk": "the exercise's chair.py pipeline",
+    "offline": "offline-rules, without WordNet, gives the same numbers for every caption",
+    "offline-rules": "the same numbers as offline, with WordNet, for every caption",
+}
+
+
+def analyzer_sentence(inputs: ReportInputs) -> str:
+    """Which text analyzer the CHAIR numbers rest on, with its components."""
+    described = []
+    for name, info in chair_analyzers(inputs).items():
+        parts = [str(v) for k, v in info.items() if k not in ("name", "versions")]
+        parts += [ANALYZER_NOTES[name]] if name in ANALYZER_NOTES else []
+        described.append(f"<code>{html.escape(name)}</code> ({html.escape('; '.join(parts))})")
+    return f"<p>CHAIR text analyzer: {', '.join(described)}.</p>" if described else ""
 
 
 def headline(inputs: ReportInputs) -> tuple[str, list[list[str]]]:
@@ -100,5 +119,6 @@ Len: mean caption length in tokens; accuracies as fractions. Brackets: 95 % boot
 (1000 resamples of captions, questions or referents, seeded). Grey rows: the exercise's numbers
 and its forks' results on the real 8B model and real data (EXERCISE_SPEC §4, §6), for context:
 the demo world is not those benchmarks.</p>
+{analyzer_sentence(inputs)}
 {html_table(["stage", *headers], html_rows, classes, groups=[("", 1), *groups])}"""
     return page, [["stage", *text_headers], *text_rows]

@@ -10,7 +10,7 @@ import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from mllm.report.content import ReportInputs
+from mllm.report.content import ReportInputs, chair_analyzers
 from mllm.report.jobs import config_hash, seeds
 from mllm.report.tables import html_table
 
@@ -97,10 +97,6 @@ def collect_provenance(**extra: str) -> dict[str, str]:
 
 
 def provenance_section(inputs: ReportInputs) -> str:
-    analyzers = {}
-    for metrics in inputs.chair.values():
-        info = metrics.get("analyzer", {})
-        analyzers[info.get("name", "?")] = info
     rows = [["config hash", html.escape(config_hash(inputs.config))]]
     rows += [[html.escape(k), html.escape(str(v))] for k, v in inputs.provenance.items()]
     found = seeds(inputs.config)
@@ -111,7 +107,7 @@ def provenance_section(inputs: ReportInputs) -> str:
                 "<br>".join(f"{html.escape(k)} = {html.escape(str(v))}" for k, v in found.items()),
             ]
         )
-    for name, info in analyzers.items():
+    for name, info in chair_analyzers(inputs).items():
         details = "; ".join(f"{k}: {v}" for k, v in info.items() if k not in ("name", "versions"))
         versions = ", ".join(f"{k} {v}" for k, v in info.get("versions", {}).items())
         rows.append(
