@@ -357,6 +357,19 @@ def test_cache_key_follows_content_only(tokenizer, world, tmp_path):
     assert base.differing(key_for(tmp_path / "ref", world, tokenizer)) == ["data"]
 
 
+def test_cache_key_hashes_images_named_in_the_image_field(tokenizer, world, tmp_path):
+    """PreferenceDataset reads ``image`` before ``image_path``: an image file named there is an
+    input of the log-probs like one named in ``image_path``."""
+    model = model_for(tokenizer)
+    save_model(model, tokenizer, tmp_path / "ref")
+    records = [pair_record(0, image="0.png", image_path=None), pair_record(1)]
+    world.data.write_text(json.dumps(records))
+    dataset_for(tokenizer, records, world.images)  # both records resolve to an image
+    base = key_for(tmp_path / "ref", world, tokenizer)
+    (world.images / "0.png").write_bytes(noise_png(12))
+    assert base.differing(key_for(tmp_path / "ref", world, tokenizer)) == ["data"]
+
+
 def test_cache_round_trip_is_exact_and_a_stale_cache_is_refused(tokenizer, world, tmp_path):
     model = model_for(tokenizer)
     save_model(model, tokenizer, tmp_path / "ref")
