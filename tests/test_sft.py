@@ -199,3 +199,11 @@ def test_checkpoints_of_a_run_with_other_settings_are_not_resumed(tmp_path, base
     metrics = run_sft(tmp_path, train, test)
     assert metrics["resumed_from"] is None and metrics["global_step"] == 6
     assert not (tmp_path / "checkpoints").exists()  # a finished run cleans up its checkpoints
+
+
+@pytest.mark.parametrize("ratio", [1, 5, -0.1])
+def test_warmup_ratio_must_be_a_share_of_the_steps(ratio):
+    # TrainingArguments reads warmup_steps >= 1 as a number of steps, not as a ratio.
+    with pytest.raises(ValueError, match=r"warmup_ratio must be in \[0, 1\)"):
+        TrainSettings.from_dict({"warmup_ratio": ratio})
+    assert TrainSettings.from_dict({"warmup_ratio": 0.0}).warmup_ratio == 0.0

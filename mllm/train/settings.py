@@ -41,6 +41,13 @@ class TrainSettings(Settings):
     eval_batch_size: int = 8
     extra: dict[str, Any] = field(default_factory=dict)  # not a config key: from_dict rejects it
 
+    def __post_init__(self):
+        # TrainingArguments takes it as warmup_steps, which it reads as a ratio only below 1.
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(
+                f"warmup_ratio must be in [0, 1) (a share of max_steps), got {self.warmup_ratio}"
+            )
+
     @classmethod
     def from_dict(
         cls, values: Mapping[str, Any] | None, *, where: str | None = None
