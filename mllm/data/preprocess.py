@@ -109,11 +109,13 @@ def preprocess_sft_record(
     ``image`` is a path under ``image_folder`` or a base64 string (or a list of them, or absent).
     """
     sample_id = record.get("id", "?")
+    source = f"sample {sample_id}"
+    conversations = _checked_conversations(record, source)
     refs = record.get("image") or []
     refs = [refs] if isinstance(refs, str) else refs
-    images = [load_image(ref, image_folder, source=f"sample {sample_id}") for ref in refs]
+    images = [load_image(ref, image_folder, source=source) for ref in refs]
     return preprocess_conversation(
-        record["conversations"],
+        conversations,
         images,
         tokenizer,
         image_processor,
@@ -122,6 +124,28 @@ def preprocess_sft_record(
         sample_id=sample_id,
         system_prompt=system_prompt,
     )
+
+
+def _checked_conversations(record: Mapping, source: str) -> list[Message]:
+    """``record["conversations"]``, a list of ``{role, content}`` turns, or a ``DataError`` naming
+    the field (a bare ``KeyError: 'conversations'`` names neither record nor problem)."""
+    if "conversations" not in record:
+        raise DataError(source, "no 'conversations' field")
+    conversations = record["conversations"]
+    if not isinstance(conversations, list):
+        raise DataError(
+            source, f"'conversations' must be a list of turns, got {type(conversations).__name__}"
+        )
+    for index, turn in enumerate(conversations):
+        if not (
+            isinstance(turn, Mapping)
+            and isinstance(turn.get("role"), str)
+            and isinstance(turn.get("content"), str)
+        ):
+            raise DataError(
+                source, f"conversations[{index}] must be an object with string 'role' and 'content'"
+            )
+    return conversations
 
 
 def build_generation_inputs(
