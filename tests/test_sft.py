@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from PIL import Image
 from mllm.data.errors import DataError
 from mllm.eval.yesno import normalise, score
 from mllm.model.io import load_model
+from mllm.train.datasets import SupervisedDataset
 from mllm.train.settings import TrainSettings
 from mllm.train.sft import train_sft
 from tests.conftest import write_tiny_checkpoint
@@ -207,3 +209,29 @@ def test_warmup_ratio_must_be_a_share_of_the_steps(ratio):
     with pytest.raises(ValueError, match=r"warmup_ratio must be in \[0, 1\)"):
         TrainSettings.from_dict({"warmup_ratio": ratio})
     assert TrainSettings.from_dict({"warmup_ratio": 0.0}).warmup_ratio == 0.0
+
+
+def test_answers_cut_at_max_length_are_counted_and_refused_above_the_share(
+    tmp_path, base_and_data, caplog
+):
+    train, test = base_and_data
+    records = json.loads(train.read_text())
+    for record in records[:2]:
+        record["conversations"][1]["content"] = "Yes, there is one. " * 40
+    train.write_text(json.dumps(records))
+    with caplog.at_level(logging.WARNING, logger="mllm.train.datasets"):
+        dataset = SupervisedDataset.from_file(
+            train,
+            load_model(tmp_path / "base"),
+            max_length=SETTINGS["max_length"],
+            image_folder=train.parent,
+            max_truncated_share=0.25,
+        )
+    assert len(dataset) == 8
+    assert "2 of 8 samples are longer than max_length=128" in caplog.text
+    assert "(first: record 0, id 0)" in caplog.text
+    with pytest.raises(
+        DataError, match=r"train\.json: 2 of 8 samples .*more than max_truncated_share=0\.2 "
+    ):
+        run_sft(tmp_path, train, test, max_truncated_share=0.2)
+    assert not (tmp_path / "sft").exists()

@@ -3,6 +3,7 @@ image processor."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,8 @@ from mllm.data.images import ImageProcessor
 from mllm.data.preprocess import preprocess_sft_record
 from mllm.model.io import LoadedModel
 from mllm.records import read_json_records
+
+log = logging.getLogger(__name__)
 
 
 class PreprocessedDataset(Dataset):
@@ -96,15 +99,40 @@ class PreprocessedDataset(Dataset):
 
 
 class SupervisedDataset(PreprocessedDataset):
-    """SFT records ``{id, image, conversations}`` -> model-ready samples (see the base class)."""
+    """SFT records ``{id, image, conversations}`` -> model-ready samples (see the base class).
+
+    A sample longer than ``max_length`` is cut at the end, mid-answer and without its end token;
+    such samples are counted and logged, and more than ``max_truncated_share`` of them (a
+    ``max_length`` too small for the data) is an error.
+    """
+
+    def __init__(self, *args, max_truncated_share: float, **options):
+        """``args``, ``options``: the base class's."""
+        self.max_truncated_share = max_truncated_share
+        super().__init__(*args, **options)
 
     def _preprocess(self, records: Sequence[dict]) -> tuple[list[dict], list[dict]]:
         records = list(records)
         if not records:
             raise DataError(self.source, "no records")
-        return records, [
+        samples = [
             self._build(record, index) for index, record in enumerate(self._progress(records))
         ]
+        truncated = [index for index, sample in enumerate(samples) if sample["truncated"]]
+        if truncated:
+            summary = (
+                f"{len(truncated)} of {len(samples)} samples are longer than max_length="
+                f"{self.max_length} and lose the end of their answer (first: record "
+                f"{truncated[0]}, id {records[truncated[0]].get('id', '?')!r})"
+            )
+            if len(truncated) > self.max_truncated_share * len(samples):
+                raise DataError(
+                    self.source,
+                    f"{summary}; more than max_truncated_share={self.max_truncated_share} of "
+                    "them: raise max_length (or max_truncated_share)",
+                )
+            log.warning("%s: %s", self.source, summary)
+        return records, samples
 
     def _build(self, record: dict, index: int) -> dict:
         try:
