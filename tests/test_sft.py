@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from transformers import Trainer
 
 from mllm.data.errors import DataError
 from mllm.eval.yesno import normalise, score
@@ -189,6 +190,38 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_like_an_uninterrupted
     reference = json.loads((tmp_path / "reference-metrics.json").read_text())
     resumed = json.loads((tmp_path / "resumed-metrics.json").read_text())
     assert resumed["resumed_from"] in ("checkpoint-4", "checkpoint-6")
+    assert resumed["global_step"] == reference["global_step"] == 8
+    assert resumed["eval_loss"] == pytest.approx(reference["eval_loss"], rel=1e-6)
+
+
+class Killed(Exception):
+    """Stands for a kill: the run stops where it is, leaving its files as they are."""
+
+
+def test_a_run_killed_while_saving_resumes_from_the_last_complete_checkpoint(
+    tmp_path, base_and_data, monkeypatch, caplog
+):
+    train, test = base_and_data
+    reference = run_sft(tmp_path, train, test, max_steps=8)
+    save_optimizer = Trainer._save_optimizer_and_scheduler
+
+    def killed_after_the_weights(self, output_dir):
+        if self.state.global_step == 6:  # checkpoint-6 holds its weights, nothing after them
+            raise Killed
+        save_optimizer(self, output_dir)
+
+    monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", killed_after_the_weights)
+    with pytest.raises(Killed):
+        run_sft(tmp_path, train, test, max_steps=8)
+    monkeypatch.undo()
+    half_written = tmp_path / "checkpoints" / "checkpoint-6"
+    assert (half_written / "model.safetensors").exists()
+    assert not (half_written / "trainer_state.json").exists()
+
+    with caplog.at_level(logging.WARNING, logger="mllm.train.trainer"):
+        resumed = run_sft(tmp_path, train, test, max_steps=8)
+    assert "removing incomplete checkpoint" in caplog.text and "checkpoint-6" in caplog.text
+    assert resumed["resumed_from"] == "checkpoint-4"
     assert resumed["global_step"] == reference["global_step"] == 8
     assert resumed["eval_loss"] == pytest.approx(reference["eval_loss"], rel=1e-6)
 

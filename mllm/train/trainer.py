@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 from collections.abc import Callable
 from functools import partial
@@ -19,7 +20,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from mllm.atomic import write_json
 from mllm.data.collators import sft_collate
@@ -119,8 +120,46 @@ def run_fingerprint(settings: TrainSettings, model: MLLMModel, train_dataset: Da
     return digest.hexdigest()
 
 
+# What ``Trainer._save_checkpoint`` writes, in order: the weights (one of these), the optimizer and
+# scheduler (DeepSpeed: its own folder, indexed by ``latest``), the RNG states, trainer_state.json.
+_WEIGHTS = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "adapter_model.safetensors",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+    "adapter_model.bin",
+)
+_CHECKPOINT = re.compile(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)")
+
+
+def _step(checkpoint: Path) -> int:
+    return int(_CHECKPOINT.fullmatch(checkpoint.name).group(1))
+
+
+def checkpoint_problem(checkpoint: Path) -> str | None:
+    """What a checkpoint folder lacks to be resumed (None: it is complete). A kill while the
+    Trainer writes one leaves a folder with only the files written before it."""
+    try:
+        state = json.loads((checkpoint / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return "no readable trainer_state.json"
+    step = _step(checkpoint)
+    if not isinstance(state, dict) or state.get("global_step") != step:
+        return f"trainer_state.json is not the state at step {step}"
+    if not any((checkpoint / name).is_file() for name in _WEIGHTS):
+        return "no model weights"
+    optimizer = all((checkpoint / name).is_file() for name in ("optimizer.pt", "scheduler.pt"))
+    if not optimizer and not (checkpoint / "latest").is_file():
+        return "no optimizer and scheduler state"
+    if not any(checkpoint.glob("rng_state*.pth")):
+        return "no RNG state"
+    return None
+
+
 def resumable_checkpoint(checkpoint_dir: str | os.PathLike, fingerprint: str) -> str | None:
-    """The newest checkpoint of *this* run, if any; checkpoints of another run are deleted.
+    """The newest complete checkpoint of *this* run, if any; checkpoints of another run, and
+    incomplete ones (a kill while one was written), are deleted.
 
     Under torchrun the main process runs this first (``main_process_first``): the other ranks
     then find its marker and only look the checkpoint up.
@@ -136,7 +175,22 @@ def resumable_checkpoint(checkpoint_dir: str | os.PathLike, fingerprint: str) ->
             shutil.rmtree(checkpoint_dir)
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         marker.write_text(fingerprint + "\n")
-    return get_last_checkpoint(str(checkpoint_dir))
+    checkpoints = sorted(
+        (p for p in checkpoint_dir.iterdir() if p.is_dir() and _CHECKPOINT.fullmatch(p.name)),
+        key=_step,
+        reverse=True,
+    )
+    for checkpoint in checkpoints:
+        problem = checkpoint_problem(checkpoint)
+        if problem is None:
+            return str(checkpoint)
+        log.warning(
+            "removing incomplete checkpoint %s (%s): the run was stopped while writing it",
+            checkpoint,
+            problem,
+        )
+        shutil.rmtree(checkpoint)
+    return None
 
 
 def train(
