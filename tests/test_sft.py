@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,15 +13,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from transformers import Trainer
 
 from mllm.data.errors import DataError
 from mllm.eval.yesno import normalise, score
 from mllm.model.io import load_model
+from mllm.preference.settings import PreferenceSettings
 from mllm.train.datasets import SupervisedDataset
 from mllm.train.settings import TrainSettings
 from mllm.train.sft import train_sft
+from mllm.train.trainer import resumable_checkpoint, run_fingerprint
 from tests.conftest import write_tiny_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -268,3 +272,61 @@ def test_answers_cut_at_max_length_are_counted_and_refused_above_the_share(
     ):
         run_sft(tmp_path, train, test, max_truncated_share=0.2)
     assert not (tmp_path / "sft").exists()
+
+
+def test_the_resume_fingerprint_covers_settings_job_inputs_data_and_code(tmp_path, base_and_data):
+    train, _ = base_and_data
+    loaded = load_model(tmp_path / "base")
+    repository = tmp_path / "repository"  # a copy of the library whose code the test edits
+    shutil.copytree(REPO / "mllm", repository / "mllm")
+
+    def fingerprint(settings=None, job_inputs=None):
+        dataset = SupervisedDataset.from_file(
+            train, loaded, max_length=128, image_folder=train.parent, max_truncated_share=0.0
+        )
+        return run_fingerprint(
+            settings or TrainSettings.from_dict(SETTINGS),
+            loaded.model,
+            loaded.tokenizer,
+            dataset,
+            job="mllm.preference.train",
+            job_inputs=job_inputs or {"preference": PreferenceSettings()},
+            repository=repository,
+        )
+
+    def changed(other: dict) -> list[str]:
+        return sorted(name for name in base if base[name] != other.get(name))
+
+    base = fingerprint()
+    assert changed(fingerprint()) == []
+    other_settings = TrainSettings.from_dict({**SETTINGS, "learning_rate": 2e-3})
+    assert changed(fingerprint(settings=other_settings)) == ["settings"]
+    for preference in ({"nll_weight": 1.0}, {"use_average_logp": True}, {"loss_type": "nca"}):
+        other = {"preference": PreferenceSettings.from_dict(preference)}
+        assert changed(fingerprint(job_inputs=other)) == ["job_inputs"], preference
+    losses = repository / "mllm" / "preference" / "losses.py"
+    losses.write_text(losses.read_text().replace("logsigmoid", "logsigmoid "))
+    assert changed(fingerprint()) == ["code"]
+    base = fingerprint()
+    Image.new("RGB", (64, 64)).save(train.parent / "images" / "0.png")  # an image a record names
+    assert changed(fingerprint()) == ["data"]
+    base = fingerprint()
+    with torch.no_grad():
+        loaded.model.llm.lm_head.weight[0, 0] += 1.0
+    assert changed(fingerprint()) == ["start_model"]
+    base = fingerprint()
+    loaded.tokenizer.add_tokens(["dog?"])  # another tokenizer, the same weights
+    assert changed(fingerprint()) == ["start_model"]
+
+
+def test_checkpoints_of_a_run_with_other_inputs_are_discarded_naming_them(tmp_path, caplog):
+    fingerprint = {"settings": "a", "job_inputs": "b", "start_weights": "c", "data": "d"}
+    checkpoints = tmp_path / "checkpoints"
+    assert resumable_checkpoint(checkpoints, {**fingerprint, "code": "e"}) is None
+    (checkpoints / "checkpoint-2").mkdir()
+    with caplog.at_level(logging.WARNING, logger="mllm.train.trainer"):
+        assert resumable_checkpoint(checkpoints, {**fingerprint, "code": "f"}) is None
+    assert f"discarding the checkpoints in {checkpoints}: written by a run with other code" in (
+        caplog.text
+    )
+    assert not (checkpoints / "checkpoint-2").exists()

@@ -115,9 +115,7 @@ def preprocess_sft_record(
     sample_id = record.get("id", "?")
     source = f"sample {sample_id}"
     conversations = _checked_conversations(record, source)
-    refs = record.get("image") or []
-    refs = [refs] if isinstance(refs, str) else refs
-    images = [load_image(ref, image_folder, source=source) for ref in refs]
+    images = [load_image(ref, image_folder, source=source) for ref in sft_image_refs(record)]
     return preprocess_conversation(
         conversations,
         images,
@@ -128,6 +126,12 @@ def preprocess_sft_record(
         sample_id=sample_id,
         system_prompt=system_prompt,
     )
+
+
+def sft_image_refs(record: Mapping) -> list:
+    """The images of an SFT record: ``image``, one path or base64 string or a list of them."""
+    refs = record.get("image") or []
+    return [refs] if isinstance(refs, str) else list(refs)
 
 
 def _checked_conversations(record: Mapping, source: str) -> list[Message]:

@@ -120,6 +120,8 @@ def build_base_model(
         checkpoint_dir=checkpoint_dir,
         state_path=state_path,
         metrics_path=metrics_path,
+        job=__spec__.name,  # this module's name, also under ``python -m``
+        job_inputs={"architecture": architecture, "image_processing": image_processing},
     )
 
 

@@ -99,6 +99,9 @@ class PreferenceDataset(PreprocessedDataset):
                 raise DataError(source, f"{key} response: {error.problem}") from error
         return pair
 
+    def _image_refs(self, record: dict) -> list:
+        return [image_reference(record)]
+
     def __getitem__(self, index: int) -> dict:
         return {"pair_index": index, **self._sample(index)}
 

@@ -13,8 +13,8 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from mllm.data.errors import DataError
-from mllm.data.images import ImageProcessor
-from mllm.data.preprocess import preprocess_sft_record
+from mllm.data.images import ImageProcessor, image_file
+from mllm.data.preprocess import preprocess_sft_record, sft_image_refs
 from mllm.model.io import LoadedModel
 from mllm.records import read_json_records
 
@@ -86,6 +86,17 @@ class PreprocessedDataset(Dataset):
     def _build(self, record: dict, index: int) -> dict:
         raise NotImplementedError
 
+    def _image_refs(self, record: dict) -> list:
+        """The image references (paths or base64) of one record."""
+        raise NotImplementedError
+
+    def image_files(self) -> dict[str, Path]:
+        """The image files the records name, by reference: inputs of the samples beside the
+        records themselves (which hold base64 images)."""
+        refs = {ref for record in self.records for ref in self._image_refs(record)}
+        files = {ref: image_file(ref, self.image_folder) for ref in refs if isinstance(ref, str)}
+        return {ref: path for ref, path in files.items() if path is not None}
+
     def _progress(self, records: Sequence[dict]):
         return tqdm(records, desc=f"preprocess {Path(self.source).name}")
 
@@ -148,6 +159,9 @@ class SupervisedDataset(PreprocessedDataset):
             raise DataError(
                 f"{self.source} record {index} (id {record.get('id', '?')!r})", str(error)
             ) from error
+
+    def _image_refs(self, record: dict) -> list:
+        return sft_image_refs(record)
 
     def __getitem__(self, index: int) -> dict:
         return self._sample(index)

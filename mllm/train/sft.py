@@ -53,6 +53,7 @@ def train_sft(
         checkpoint_dir=checkpoint_dir,
         state_path=state_path,
         metrics_path=metrics_path,
+        job=__spec__.name,  # this module's name, also under ``python -m``
     )
 
 
