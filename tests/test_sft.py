@@ -330,3 +330,25 @@ def test_checkpoints_of_a_run_with_other_inputs_are_discarded_naming_them(tmp_pa
         caplog.text
     )
     assert not (checkpoints / "checkpoint-2").exists()
+
+
+@pytest.mark.parametrize("killed_at", [4, 8], ids=["mid-run", "after-the-last-step"])
+def test_train_loss_of_a_resumed_run_covers_every_step(
+    tmp_path, base_and_data, monkeypatch, killed_at
+):
+    train, test = base_and_data
+    reference = run_sft(tmp_path, train, test, max_steps=8)
+    save_checkpoint = Trainer._save_checkpoint
+
+    def killed_after(self, *args, **kwargs):
+        save_checkpoint(self, *args, **kwargs)
+        if self.state.global_step == killed_at:
+            raise Killed
+
+    monkeypatch.setattr(Trainer, "_save_checkpoint", killed_after)
+    with pytest.raises(Killed):
+        run_sft(tmp_path, train, test, max_steps=8)
+    monkeypatch.undo()
+    resumed = run_sft(tmp_path, train, test, max_steps=8)
+    assert resumed["resumed_from"] == f"checkpoint-{killed_at}"
+    assert resumed["train_loss"] == pytest.approx(reference["train_loss"], rel=1e-6)

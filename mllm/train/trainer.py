@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments, set_seed
+from transformers import (
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainerState,
+    TrainingArguments,
+    set_seed,
+)
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from mllm.atomic import write_json
@@ -256,6 +262,24 @@ def resumable_checkpoint(
     return None
 
 
+def whole_run_train_loss(state: TrainerState, resumed_step: int, resumed_loss: float) -> float:
+    """The mean training loss over every step of a run resumed at ``resumed_step``.
+
+    The Trainer's ``training_loss`` averages only the steps after the resume (0.0 when the run
+    resumed from its last checkpoint). The earlier steps' losses come from the log history the
+    checkpoint carries: each logged loss is the mean since the previous logging step. Exact when
+    the checkpoint was written at a logging step; otherwise the steps between its last logging
+    step and the checkpoint are left out (their losses were never logged).
+    """
+    logged, covered = 0.0, 0
+    for entry in state.log_history:
+        if "loss" in entry and covered < entry["step"] <= resumed_step:
+            logged += entry["loss"] * (entry["step"] - covered)
+            covered = entry["step"]
+    steps_after = state.global_step - resumed_step
+    return (logged + resumed_loss * steps_after) / max(covered + steps_after, 1)
+
+
 def train(
     model: MLLMModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -310,8 +334,11 @@ def train(
     if last_checkpoint:
         log.info("resuming from %s", last_checkpoint)
     result = trainer.train(resume_from_checkpoint=last_checkpoint)
+    train_loss = result.training_loss  # an uninterrupted run's: the Trainer's own mean
+    if last_checkpoint:
+        train_loss = whole_run_train_loss(trainer.state, _step(Path(last_checkpoint)), train_loss)
     metrics = {
-        "train_loss": result.training_loss,
+        "train_loss": train_loss,
         "global_step": trainer.state.global_step,
         "world_size": trainer.args.world_size,  # processes (GPUs): global batch = per-device × this
         "resumed_from": Path(last_checkpoint).name if last_checkpoint else None,
