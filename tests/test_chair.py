@@ -188,6 +188,26 @@ def test_unknown_category_is_an_error(tmp_path):
         build_gt_cache([path], [CAPTIONS], get_analyzer("offline-rules"))
 
 
+@pytest.mark.parametrize(
+    ("section", "record", "message"),
+    [
+        ("images", {"id": "abc"}, r"instances\.json: images record 6: 'id' must be an integer"),
+        (
+            "annotations",
+            {"image_id": 7.5, "category_id": 1},
+            r"instances\.json: annotations record \d+: 'image_id' must be an integer, got 7\.5",
+        ),
+    ],
+)
+def test_non_integer_image_id_names_file_record_and_field(tmp_path, section, record, message):
+    instances = json.loads(INSTANCES.read_text())
+    instances[section].append(record)
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps(instances))
+    with pytest.raises(ChairInputError, match=message):
+        build_gt_cache([path], [CAPTIONS], get_analyzer("offline-rules"))
+
+
 def test_not_a_cache_is_an_error(tmp_path):
     with pytest.raises(ChairInputError, match="not a CHAIR GT cache"):
         chair.read_gt_cache(INSTANCES)

@@ -174,6 +174,30 @@ def test_undecodable_image_in_a_record_names_the_sample_and_file(tokenizer, proc
         )
 
 
+@pytest.mark.parametrize(
+    ("conversations", "problem"),
+    [
+        (None, "no 'conversations' field"),
+        ("Is there a dog?", "'conversations' must be a list of turns, got str"),
+        (
+            [{"role": "user"}],
+            r"conversations\[0\] must be an object with string 'role' and 'content'",
+        ),
+        (
+            [conversation()[0], "Yes"],
+            r"conversations\[1\] must be an object with string 'role' and 'content'",
+        ),
+    ],
+    ids=["missing", "not-a-list", "turn-without-content", "turn-not-an-object"],
+)
+def test_malformed_conversations_name_the_sample_and_field(
+    tokenizer, processor, conversations, problem
+):
+    record = {"id": 5} if conversations is None else {"id": 5, "conversations": conversations}
+    with pytest.raises(DataError, match=f"^sample 5: {problem}"):
+        preprocess_sft_record(record, tokenizer, processor, query_num=QUERY_NUM, max_length=512)
+
+
 def test_sft_record_loads_its_image(tokenizer, processor, tmp_path):
     Image.new("RGB", WIDE).save(tmp_path / "a.png")
     record = json.loads(json.dumps({"id": 1, "image": "a.png", "conversations": conversation()}))

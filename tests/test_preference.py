@@ -23,9 +23,11 @@ from mllm.data.images import ImageProcessor
 from mllm.data.special_tokens import IM_END
 from mllm.demo.tokenizer import build_tokenizer
 from mllm.model.io import image_processor_for, save_model
+from mllm.preference import train as preference_train
 from mllm.preference.dataset import PreferenceDataset, collate_preference_pairs
 from mllm.preference.logps import get_batch_logps, mean_token_nll
 from mllm.preference.losses import preference_loss
+from mllm.preference.reference import build_reference_logps
 from mllm.preference.reference_cache import (
     load_reference_logps,
     merge_reference_logps,
@@ -357,6 +359,19 @@ def test_cache_key_follows_content_only(tokenizer, world, tmp_path):
     assert base.differing(key_for(tmp_path / "ref", world, tokenizer)) == ["data"]
 
 
+def test_cache_key_hashes_images_named_in_the_image_field(tokenizer, world, tmp_path):
+    """PreferenceDataset reads ``image`` before ``image_path``: an image file named there is an
+    input of the log-probs like one named in ``image_path``."""
+    model = model_for(tokenizer)
+    save_model(model, tokenizer, tmp_path / "ref")
+    records = [pair_record(0, image="0.png", image_path=None), pair_record(1)]
+    world.data.write_text(json.dumps(records))
+    dataset_for(tokenizer, records, world.images)  # both records resolve to an image
+    base = key_for(tmp_path / "ref", world, tokenizer)
+    (world.images / "0.png").write_bytes(noise_png(12))
+    assert base.differing(key_for(tmp_path / "ref", world, tokenizer)) == ["data"]
+
+
 def test_cache_round_trip_is_exact_and_a_stale_cache_is_refused(tokenizer, world, tmp_path):
     model = model_for(tokenizer)
     save_model(model, tokenizer, tmp_path / "ref")
@@ -437,6 +452,7 @@ def test_one_preference_step_logs_rewards_without_a_reference_forward(tokenizer,
         checkpoint_dir=tmp_path / "checkpoints",
         state_path=tmp_path / "trainer_state.json",
         metrics_path=tmp_path / "metrics.json",
+        job="mllm.preference.train",
         collate=partial(collate_preference_pairs, pad_token_id=tokenizer.pad_token_id),
         trainer_class=PreferenceTrainer,
         trainer_kwargs={
@@ -478,3 +494,36 @@ def test_trainer_refuses_a_cache_of_another_size(tokenizer, world, tmp_path):
             reference_logps=reference,
             preference=PreferenceSettings(),
         )
+
+
+def test_a_preference_run_keys_its_resume_on_the_loss_settings_and_the_reference(
+    tokenizer, world, tmp_path, monkeypatch
+):
+    save_model(model_for(tokenizer), tokenizer, tmp_path / "start")
+    build_reference_logps(
+        model_dir=tmp_path / "start",
+        data_file=world.data,
+        image_folder=world.images,
+        max_length=MAX_LENGTH,
+        output_path=tmp_path / "reference.safetensors",
+        summary_path=tmp_path / "reference.json",
+    )
+    calls = []
+    monkeypatch.setattr(preference_train, "train", lambda *args, **kwargs: calls.append(kwargs))
+    preference = PreferenceSettings(loss_type="nca", use_average_logp=True, nll_weight=0.5)
+    preference_train.train_preference(
+        start_model_dir=tmp_path / "start",
+        reference_path=tmp_path / "reference.safetensors",
+        data_file=world.data,
+        image_folder=world.images,
+        preference=preference,
+        settings=TrainSettings.from_dict(SETTINGS),
+        model_dir=tmp_path / "model",
+        checkpoint_dir=tmp_path / "checkpoints",
+        state_path=tmp_path / "state.json",
+        metrics_path=tmp_path / "metrics.json",
+    )
+    [call] = calls
+    assert call["job"] == "mllm.preference.train"  # its code: the loss's import closure
+    key = json.loads((tmp_path / "reference.json").read_text())["content_key"]
+    assert call["job_inputs"] == {"preference": preference, "reference_logps": key}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,13 +13,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+from transformers import Trainer
 
 from mllm.data.errors import DataError
 from mllm.eval.yesno import normalise, score
 from mllm.model.io import load_model
+from mllm.preference.settings import PreferenceSettings
+from mllm.train.datasets import SupervisedDataset
 from mllm.train.settings import TrainSettings
 from mllm.train.sft import train_sft
+from mllm.train.trainer import resumable_checkpoint, run_fingerprint
 from tests.conftest import write_tiny_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -191,6 +198,38 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_like_an_uninterrupted
     assert resumed["eval_loss"] == pytest.approx(reference["eval_loss"], rel=1e-6)
 
 
+class Killed(Exception):
+    """Stands for a kill: the run stops where it is, leaving its files as they are."""
+
+
+def test_a_run_killed_while_saving_resumes_from_the_last_complete_checkpoint(
+    tmp_path, base_and_data, monkeypatch, caplog
+):
+    train, test = base_and_data
+    reference = run_sft(tmp_path, train, test, max_steps=8)
+    save_optimizer = Trainer._save_optimizer_and_scheduler
+
+    def killed_after_the_weights(self, output_dir):
+        if self.state.global_step == 6:  # checkpoint-6 holds its weights, nothing after them
+            raise Killed
+        save_optimizer(self, output_dir)
+
+    monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", killed_after_the_weights)
+    with pytest.raises(Killed):
+        run_sft(tmp_path, train, test, max_steps=8)
+    monkeypatch.undo()
+    half_written = tmp_path / "checkpoints" / "checkpoint-6"
+    assert (half_written / "model.safetensors").exists()
+    assert not (half_written / "trainer_state.json").exists()
+
+    with caplog.at_level(logging.WARNING, logger="mllm.train.trainer"):
+        resumed = run_sft(tmp_path, train, test, max_steps=8)
+    assert "removing incomplete checkpoint" in caplog.text and "checkpoint-6" in caplog.text
+    assert resumed["resumed_from"] == "checkpoint-4"
+    assert resumed["global_step"] == reference["global_step"] == 8
+    assert resumed["eval_loss"] == pytest.approx(reference["eval_loss"], rel=1e-6)
+
+
 def test_checkpoints_of_a_run_with_other_settings_are_not_resumed(tmp_path, base_and_data):
     train, test = base_and_data
     stale = tmp_path / "checkpoints" / "checkpoint-4"
@@ -199,3 +238,117 @@ def test_checkpoints_of_a_run_with_other_settings_are_not_resumed(tmp_path, base
     metrics = run_sft(tmp_path, train, test)
     assert metrics["resumed_from"] is None and metrics["global_step"] == 6
     assert not (tmp_path / "checkpoints").exists()  # a finished run cleans up its checkpoints
+
+
+@pytest.mark.parametrize("ratio", [1, 5, -0.1])
+def test_warmup_ratio_must_be_a_share_of_the_steps(ratio):
+    # TrainingArguments reads warmup_steps >= 1 as a number of steps, not as a ratio.
+    with pytest.raises(ValueError, match=r"warmup_ratio must be in \[0, 1\)"):
+        TrainSettings.from_dict({"warmup_ratio": ratio})
+    assert TrainSettings.from_dict({"warmup_ratio": 0.0}).warmup_ratio == 0.0
+
+
+def test_answers_cut_at_max_length_are_counted_and_refused_above_the_share(
+    tmp_path, base_and_data, caplog
+):
+    train, test = base_and_data
+    records = json.loads(train.read_text())
+    for record in records[:2]:
+        record["conversations"][1]["content"] = "Yes, there is one. " * 40
+    train.write_text(json.dumps(records))
+    with caplog.at_level(logging.WARNING, logger="mllm.train.datasets"):
+        dataset = SupervisedDataset.from_file(
+            train,
+            load_model(tmp_path / "base"),
+            max_length=SETTINGS["max_length"],
+            image_folder=train.parent,
+            max_truncated_share=0.25,
+        )
+    assert len(dataset) == 8
+    assert "2 of 8 samples are longer than max_length=128" in caplog.text
+    assert "(first: record 0, id 0)" in caplog.text
+    with pytest.raises(
+        DataError, match=r"train\.json: 2 of 8 samples .*more than max_truncated_share=0\.2 "
+    ):
+        run_sft(tmp_path, train, test, max_truncated_share=0.2)
+    assert not (tmp_path / "sft").exists()
+
+
+def test_the_resume_fingerprint_covers_settings_job_inputs_data_and_code(tmp_path, base_and_data):
+    train, _ = base_and_data
+    loaded = load_model(tmp_path / "base")
+    repository = tmp_path / "repository"  # a copy of the library whose code the test edits
+    shutil.copytree(REPO / "mllm", repository / "mllm")
+
+    def fingerprint(settings=None, job_inputs=None):
+        dataset = SupervisedDataset.from_file(
+            train, loaded, max_length=128, image_folder=train.parent, max_truncated_share=0.0
+        )
+        return run_fingerprint(
+            settings or TrainSettings.from_dict(SETTINGS),
+            loaded.model,
+            loaded.tokenizer,
+            dataset,
+            job="mllm.preference.train",
+            job_inputs=job_inputs or {"preference": PreferenceSettings()},
+            repository=repository,
+        )
+
+    def changed(other: dict) -> list[str]:
+        return sorted(name for name in base if base[name] != other.get(name))
+
+    base = fingerprint()
+    assert changed(fingerprint()) == []
+    other_settings = TrainSettings.from_dict({**SETTINGS, "learning_rate": 2e-3})
+    assert changed(fingerprint(settings=other_settings)) == ["settings"]
+    for preference in ({"nll_weight": 1.0}, {"use_average_logp": True}, {"loss_type": "nca"}):
+        other = {"preference": PreferenceSettings.from_dict(preference)}
+        assert changed(fingerprint(job_inputs=other)) == ["job_inputs"], preference
+    losses = repository / "mllm" / "preference" / "losses.py"
+    losses.write_text(losses.read_text().replace("logsigmoid", "logsigmoid "))
+    assert changed(fingerprint()) == ["code"]
+    base = fingerprint()
+    Image.new("RGB", (64, 64)).save(train.parent / "images" / "0.png")  # an image a record names
+    assert changed(fingerprint()) == ["data"]
+    base = fingerprint()
+    with torch.no_grad():
+        loaded.model.llm.lm_head.weight[0, 0] += 1.0
+    assert changed(fingerprint()) == ["start_model"]
+    base = fingerprint()
+    loaded.tokenizer.add_tokens(["dog?"])  # another tokenizer, the same weights
+    assert changed(fingerprint()) == ["start_model"]
+
+
+def test_checkpoints_of_a_run_with_other_inputs_are_discarded_naming_them(tmp_path, caplog):
+    fingerprint = {"settings": "a", "job_inputs": "b", "start_weights": "c", "data": "d"}
+    checkpoints = tmp_path / "checkpoints"
+    assert resumable_checkpoint(checkpoints, {**fingerprint, "code": "e"}) is None
+    (checkpoints / "checkpoint-2").mkdir()
+    with caplog.at_level(logging.WARNING, logger="mllm.train.trainer"):
+        assert resumable_checkpoint(checkpoints, {**fingerprint, "code": "f"}) is None
+    assert f"discarding the checkpoints in {checkpoints}: written by a run with other code" in (
+        caplog.text
+    )
+    assert not (checkpoints / "checkpoint-2").exists()
+
+
+@pytest.mark.parametrize("killed_at", [4, 8], ids=["mid-run", "after-the-last-step"])
+def test_train_loss_of_a_resumed_run_covers_every_step(
+    tmp_path, base_and_data, monkeypatch, killed_at
+):
+    train, test = base_and_data
+    reference = run_sft(tmp_path, train, test, max_steps=8)
+    save_checkpoint = Trainer._save_checkpoint
+
+    def killed_after(self, *args, **kwargs):
+        save_checkpoint(self, *args, **kwargs)
+        if self.state.global_step == killed_at:
+            raise Killed
+
+    monkeypatch.setattr(Trainer, "_save_checkpoint", killed_after)
+    with pytest.raises(Killed):
+        run_sft(tmp_path, train, test, max_steps=8)
+    monkeypatch.undo()
+    resumed = run_sft(tmp_path, train, test, max_steps=8)
+    assert resumed["resumed_from"] == f"checkpoint-{killed_at}"
+    assert resumed["train_loss"] == pytest.approx(reference["train_loss"], rel=1e-6)

@@ -37,14 +37,21 @@ def load_image(
     ``source`` names the record (e.g. ``"sample 17"``) for the ``DataError`` raised when the
     file is missing or does not decode, so a bad image is found without bisecting the data.
     """
-    is_base64 = isinstance(ref, str) and len(ref) > BASE64_MIN_LENGTH
-    path = Path(image_folder or "", ref)  # an absolute ref ignores image_folder
-    origin = "base64 image" if is_base64 else f"image file {path}"
+    path = image_file(ref, image_folder)
+    origin = "base64 image" if path is None else f"image file {path}"
     try:
-        with Image.open(BytesIO(base64.b64decode(ref)) if is_base64 else path) as image:
+        with Image.open(BytesIO(base64.b64decode(ref)) if path is None else path) as image:
             return image.convert("RGB")
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         raise DataError(source, f"cannot decode {origin}: {error}") from error
+
+
+def image_file(ref: str | Path, image_folder: str | Path | None = None) -> Path | None:
+    """The file an image reference names (relative to ``image_folder``; an absolute one ignores
+    it), or None for a base64 image: what ``load_image`` opens, for those who hash it."""
+    if isinstance(ref, str) and len(ref) > BASE64_MIN_LENGTH:
+        return None
+    return Path(image_folder or "", ref)
 
 
 @dataclass(frozen=True)

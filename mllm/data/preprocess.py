@@ -44,13 +44,15 @@ def preprocess_conversation(
 
     Each ``<image>`` tag in the conversation becomes the placeholder of the next image; with no
     tag, a single image goes in front of the first user turn (placeholder + ``"\\n"``).
-    Sequences longer than ``max_length`` are cut at the end, never inside an image placeholder.
+    Sequences longer than ``max_length`` are cut at the end, never inside an image placeholder,
+    and flagged ``truncated`` (their answer loses its end: the datasets count them).
     Raises ``DataError`` naming ``sample_id`` for a conversation without an assistant turn,
     tags that do not match the images, or a sample that cannot fit ``max_length``.
 
     Returns ``input_ids``, ``labels``, ``position_ids`` (each [L] long), ``image_bound``
     ([n, 2] long, ``[start, end)`` of each piece's ``<unk>`` run), ``pixel_values`` (n ×
-    [3, patch, Lp]) and ``tgt_sizes`` ([n, 2] long), n being the number of image pieces.
+    [3, patch, Lp]), ``tgt_sizes`` ([n, 2] long), n being the number of image pieces, and
+    ``truncated`` (bool).
     """
     source = f"sample {sample_id}"
     if not any(turn["role"] == "assistant" for turn in conversations):
@@ -68,7 +70,8 @@ def preprocess_conversation(
     labels = _shifted_labels(input_ids, encoding["offset_mapping"], spans)  # [L]
     image_bound = _image_bounds(input_ids, tokenizer, query_num, processed, source)  # [n, 2]
 
-    if len(input_ids) > max_length:
+    truncated = len(input_ids) > max_length
+    if truncated:
         image_end = int(image_bound[:, 1].max()) if len(image_bound) else -1  # last closing tag
         if image_end >= max_length:
             raise DataError(
@@ -91,6 +94,7 @@ def preprocess_conversation(
         "image_bound": image_bound,  # [n, 2]
         "pixel_values": pixel_values,
         "tgt_sizes": torch.cat(tgt_sizes),  # [n, 2]
+        "truncated": truncated,
     }
 
 
@@ -109,11 +113,11 @@ def preprocess_sft_record(
     ``image`` is a path under ``image_folder`` or a base64 string (or a list of them, or absent).
     """
     sample_id = record.get("id", "?")
-    refs = record.get("image") or []
-    refs = [refs] if isinstance(refs, str) else refs
-    images = [load_image(ref, image_folder, source=f"sample {sample_id}") for ref in refs]
+    source = f"sample {sample_id}"
+    conversations = _checked_conversations(record, source)
+    images = [load_image(ref, image_folder, source=source) for ref in sft_image_refs(record)]
     return preprocess_conversation(
-        record["conversations"],
+        conversations,
         images,
         tokenizer,
         image_processor,
@@ -122,6 +126,34 @@ def preprocess_sft_record(
         sample_id=sample_id,
         system_prompt=system_prompt,
     )
+
+
+def sft_image_refs(record: Mapping) -> list:
+    """The images of an SFT record: ``image``, one path or base64 string or a list of them."""
+    refs = record.get("image") or []
+    return [refs] if isinstance(refs, str) else list(refs)
+
+
+def _checked_conversations(record: Mapping, source: str) -> list[Message]:
+    """``record["conversations"]``, a list of ``{role, content}`` turns, or a ``DataError`` naming
+    the field (a bare ``KeyError: 'conversations'`` names neither record nor problem)."""
+    if "conversations" not in record:
+        raise DataError(source, "no 'conversations' field")
+    conversations = record["conversations"]
+    if not isinstance(conversations, list):
+        raise DataError(
+            source, f"'conversations' must be a list of turns, got {type(conversations).__name__}"
+        )
+    for index, turn in enumerate(conversations):
+        if not (
+            isinstance(turn, Mapping)
+            and isinstance(turn.get("role"), str)
+            and isinstance(turn.get("content"), str)
+        ):
+            raise DataError(
+                source, f"conversations[{index}] must be an object with string 'role' and 'content'"
+            )
+    return conversations
 
 
 def build_generation_inputs(

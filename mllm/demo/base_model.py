@@ -104,7 +104,11 @@ def build_base_model(
     model.vpm.load_state_dict(load_file(str(vision_weights)))
     loaded = LoadedModel(model, tokenizer, image_processor_for(config))
     dataset = SupervisedDataset.from_file(
-        train_file, loaded, max_length=settings.max_length, image_folder=image_folder
+        train_file,
+        loaded,
+        max_length=settings.max_length,
+        image_folder=image_folder,
+        max_truncated_share=settings.max_truncated_share,
     )
     return train(
         model,
@@ -116,6 +120,8 @@ def build_base_model(
         checkpoint_dir=checkpoint_dir,
         state_path=state_path,
         metrics_path=metrics_path,
+        job=__spec__.name,  # this module's name, also under ``python -m``
+        job_inputs={"architecture": architecture, "image_processing": image_processing},
     )
 
 

@@ -101,12 +101,22 @@ def _read_json(path: str | os.PathLike) -> Any:
         raise ChairInputError(f"cannot read JSON: {error.problem}", path, error.line) from error
 
 
-def _coco_records(path: str | os.PathLike, data: Any, key: str, fields: Sequence[str]) -> list:
+def _coco_records(
+    path: str | os.PathLike, data: Any, key: str, fields: Sequence[str], id_field: str
+) -> list:
+    """``data[key]``, checked: records with ``fields``, whose ``id_field`` is an integer (COCO's
+    ids are, and the cache's image ids must compare equal to the answers')."""
     records = data.get(key) if isinstance(data, dict) else None
     if not isinstance(records, list) or not all(
         isinstance(record, dict) and all(field in record for field in fields) for record in records
     ):
         raise ChairInputError(f"not COCO format: expected '{key}' records with {fields}", path)
+    for index, record in enumerate(records):
+        value = record[id_field]
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ChairInputError(
+                f"{key} record {index}: {id_field!r} must be an integer, got {value!r}", path
+            )
     return records
 
 
@@ -135,11 +145,14 @@ def build_gt_cache(
     for path in instances_paths:
         data = _read_json(path)
         names = {
-            c["id"]: c["name"] for c in _coco_records(path, data, "categories", ["id", "name"])
+            c["id"]: c["name"]
+            for c in _coco_records(path, data, "categories", ["id", "name"], "id")
         }
-        for image in _coco_records(path, data, "images", ["id"]):
+        for image in _coco_records(path, data, "images", ["id"], "id"):
             add(image["id"])
-        for annotation in _coco_records(path, data, "annotations", ["image_id", "category_id"]):
+        for annotation in _coco_records(
+            path, data, "annotations", ["image_id", "category_id"], "image_id"
+        ):
             name = names.get(annotation["category_id"])
             if name not in lexicon.node_of:
                 raise ChairInputError(
@@ -150,9 +163,11 @@ def build_gt_cache(
             add(annotation["image_id"], [lexicon.node_of[name]])
     for path in captions_paths:
         data = _read_json(path)
-        for image in _coco_records(path, data, "images", ["id"]):
+        for image in _coco_records(path, data, "images", ["id"], "id"):
             add(image["id"])
-        for annotation in _coco_records(path, data, "annotations", ["image_id", "caption"]):
+        for annotation in _coco_records(
+            path, data, "annotations", ["image_id", "caption"], "image_id"
+        ):
             if wanted is None or annotation["image_id"] in wanted:
                 mentions = caption_objects(annotation["caption"], analyzer, lexicon).mentions
                 add(annotation["image_id"], [node for _, _, node in mentions])

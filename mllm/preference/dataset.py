@@ -77,7 +77,7 @@ class PreferenceDataset(PreprocessedDataset):
                 raise DataError(source, f"the {key} response is empty")
         if record["chosen"].strip() == record["rejected"].strip():
             raise DataError(source, "chosen and rejected responses are identical")
-        image_ref = record.get("image") or record.get("image_path")
+        image_ref = image_reference(record)
         if not image_ref:
             raise DataError(source, "no image: the record needs 'image' (base64) or 'image_path'")
         image = load_image(image_ref, self.image_folder, source=source)
@@ -99,8 +99,16 @@ class PreferenceDataset(PreprocessedDataset):
                 raise DataError(source, f"{key} response: {error.problem}") from error
         return pair
 
+    def _image_refs(self, record: dict) -> list:
+        return [image_reference(record)]
+
     def __getitem__(self, index: int) -> dict:
         return {"pair_index": index, **self._sample(index)}
+
+
+def image_reference(record: Mapping) -> str | None:
+    """The image of a pair record: ``image`` (a path or base64), else ``image_path``."""
+    return record.get("image") or record.get("image_path")
 
 
 def collate_preference_pairs(items: Sequence[Mapping], *, pad_token_id: int = 0) -> dict:

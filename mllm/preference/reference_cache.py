@@ -34,13 +34,14 @@ from transformers import PreTrainedTokenizerBase
 
 from mllm.atomic import atomic_file
 from mllm.data.collators import preference_collate
-from mllm.data.images import ImageProcessor
+from mllm.data.images import ImageProcessor, image_file
 from mllm.data.preprocess import IGNORE_INDEX
 from mllm.data.template import DEFAULT_SYSTEM_PROMPT
 from mllm.distributed import is_main_process
 from mllm.model.io import LoadedModel
 from mllm.train.datasets import read_json_records
 
+from .dataset import image_reference
 from .logps import concatenated_logps
 
 CACHE_FORMAT = "mllm-reference-logps/2"  # /2: the key is one metadata entry (byte-stable files)
@@ -145,23 +146,19 @@ def hash_tokenizer(tokenizer: PreTrainedTokenizerBase) -> str:
 
 
 def hash_data(data_path: str | os.PathLike, image_folder: str | os.PathLike | None) -> str:
-    """sha256 of the data file's bytes and of every image file its records name (``image_path``).
+    """sha256 of the data file's bytes and of every image file its records resolve to (in
+    ``image`` or ``image_path``, as ``PreferenceDataset`` reads them).
 
     Base64 images are part of the file's bytes; images by path are hashed by content, so editing
     one invalidates the cache while touching or copying the folder does not.
     """
     digest = hashlib.sha256()
     _update_with_file(digest, Path(data_path))
-    image_paths = sorted(
-        {
-            r["image_path"]
-            for r in read_json_records(data_path)
-            if isinstance(r, dict) and r.get("image_path")
-        }
-    )
+    refs = (image_reference(r) for r in read_json_records(data_path) if isinstance(r, dict))
+    image_paths = sorted({ref for ref in refs if isinstance(ref, str) and image_file(ref)})
     for image_path in image_paths:
         digest.update(str(image_path).encode() + b"\0")
-        path = Path(image_folder or "", image_path)
+        path = image_file(image_path, image_folder)
         if path.is_file():
             _update_with_file(digest, path)
         else:

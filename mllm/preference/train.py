@@ -44,16 +44,14 @@ def train_preference(
         image_folder=image_folder,
         on_bad_record=preference.on_bad_record,
     )
-    reference = load_reference_logps(
-        reference_path,
-        loaded_model_cache_key(
-            loaded,
-            model_dir=start_model_dir,
-            data_path=data_file,
-            image_folder=image_folder,
-            max_length=settings.max_length,
-        ),
+    key = loaded_model_cache_key(
+        loaded,
+        model_dir=start_model_dir,
+        data_path=data_file,
+        image_folder=image_folder,
+        max_length=settings.max_length,
     )
+    reference = load_reference_logps(reference_path, key)
     return train(
         loaded.model,
         loaded.tokenizer,
@@ -64,6 +62,8 @@ def train_preference(
         checkpoint_dir=checkpoint_dir,
         state_path=state_path,
         metrics_path=metrics_path,
+        job=__spec__.name,  # this module's name, also under ``python -m``
+        job_inputs={"preference": preference, "reference_logps": key.digest},
         collate=partial(collate_preference_pairs, pad_token_id=loaded.tokenizer.pad_token_id or 0),
         trainer_class=PreferenceTrainer,
         trainer_kwargs={"reference_logps": reference, "preference": preference},

@@ -3,6 +3,7 @@ image processor."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,10 +13,12 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from mllm.data.errors import DataError
-from mllm.data.images import ImageProcessor
-from mllm.data.preprocess import preprocess_sft_record
+from mllm.data.images import ImageProcessor, image_file
+from mllm.data.preprocess import preprocess_sft_record, sft_image_refs
 from mllm.model.io import LoadedModel
 from mllm.records import read_json_records
+
+log = logging.getLogger(__name__)
 
 
 class PreprocessedDataset(Dataset):
@@ -83,6 +86,17 @@ class PreprocessedDataset(Dataset):
     def _build(self, record: dict, index: int) -> dict:
         raise NotImplementedError
 
+    def _image_refs(self, record: dict) -> list:
+        """The image references (paths or base64) of one record."""
+        raise NotImplementedError
+
+    def image_files(self) -> dict[str, Path]:
+        """The image files the records name, by reference: inputs of the samples beside the
+        records themselves (which hold base64 images)."""
+        refs = {ref for record in self.records for ref in self._image_refs(record)}
+        files = {ref: image_file(ref, self.image_folder) for ref in refs if isinstance(ref, str)}
+        return {ref: path for ref, path in files.items() if path is not None}
+
     def _progress(self, records: Sequence[dict]):
         return tqdm(records, desc=f"preprocess {Path(self.source).name}")
 
@@ -96,15 +110,40 @@ class PreprocessedDataset(Dataset):
 
 
 class SupervisedDataset(PreprocessedDataset):
-    """SFT records ``{id, image, conversations}`` -> model-ready samples (see the base class)."""
+    """SFT records ``{id, image, conversations}`` -> model-ready samples (see the base class).
+
+    A sample longer than ``max_length`` is cut at the end, mid-answer and without its end token;
+    such samples are counted and logged, and more than ``max_truncated_share`` of them (a
+    ``max_length`` too small for the data) is an error.
+    """
+
+    def __init__(self, *args, max_truncated_share: float, **options):
+        """``args``, ``options``: the base class's."""
+        self.max_truncated_share = max_truncated_share
+        super().__init__(*args, **options)
 
     def _preprocess(self, records: Sequence[dict]) -> tuple[list[dict], list[dict]]:
         records = list(records)
         if not records:
             raise DataError(self.source, "no records")
-        return records, [
+        samples = [
             self._build(record, index) for index, record in enumerate(self._progress(records))
         ]
+        truncated = [index for index, sample in enumerate(samples) if sample["truncated"]]
+        if truncated:
+            summary = (
+                f"{len(truncated)} of {len(samples)} samples are longer than max_length="
+                f"{self.max_length} and lose the end of their answer (first: record "
+                f"{truncated[0]}, id {records[truncated[0]].get('id', '?')!r})"
+            )
+            if len(truncated) > self.max_truncated_share * len(samples):
+                raise DataError(
+                    self.source,
+                    f"{summary}; more than max_truncated_share={self.max_truncated_share} of "
+                    "them: raise max_length (or max_truncated_share)",
+                )
+            log.warning("%s: %s", self.source, summary)
+        return records, samples
 
     def _build(self, record: dict, index: int) -> dict:
         try:
@@ -120,6 +159,9 @@ class SupervisedDataset(PreprocessedDataset):
             raise DataError(
                 f"{self.source} record {index} (id {record.get('id', '?')!r})", str(error)
             ) from error
+
+    def _image_refs(self, record: dict) -> list:
+        return sft_image_refs(record)
 
     def __getitem__(self, index: int) -> dict:
         return self._sample(index)

@@ -31,6 +31,9 @@ class TrainSettings(Settings):
     logging_steps: int = 10
     seed: int = 0
     max_length: int = 2048
+    # SFT samples longer than max_length lose the end of their answer; more than this share of a
+    # data set is refused (a few outliers of real data are cut, a max_length too small is not).
+    max_truncated_share: float = 0.05
     bf16: bool = False
     gradient_checkpointing: bool = False
     deepspeed: str | None = None
@@ -40,6 +43,17 @@ class TrainSettings(Settings):
     lora: LoraSettings | None = None
     eval_batch_size: int = 8
     extra: dict[str, Any] = field(default_factory=dict)  # not a config key: from_dict rejects it
+
+    def __post_init__(self):
+        # TrainingArguments takes it as warmup_steps, which it reads as a ratio only below 1.
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(
+                f"warmup_ratio must be in [0, 1) (a share of max_steps), got {self.warmup_ratio}"
+            )
+        if not 0 <= self.max_truncated_share <= 1:
+            raise ValueError(
+                f"max_truncated_share must be in [0, 1], got {self.max_truncated_share}"
+            )
 
     @classmethod
     def from_dict(

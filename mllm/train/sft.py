@@ -34,15 +34,14 @@ def train_sft(
     """Fine-tune on ``{id, image, conversations}`` records; every record is validated before the
     first step, so bad data fails fast and leaves no model directory behind."""
     loaded = load_model(start_model_dir, attn_implementation="sdpa", device="cpu")
-    train_data = SupervisedDataset.from_file(
-        train_file, loaded, max_length=settings.max_length, image_folder=image_folder
+    options = dict(
+        max_length=settings.max_length,
+        image_folder=image_folder,
+        max_truncated_share=settings.max_truncated_share,
     )
+    train_data = SupervisedDataset.from_file(train_file, loaded, **options)
     eval_data = (
-        SupervisedDataset.from_file(
-            eval_file, loaded, max_length=settings.max_length, image_folder=image_folder
-        )
-        if eval_file is not None
-        else None
+        SupervisedDataset.from_file(eval_file, loaded, **options) if eval_file is not None else None
     )
     return train(
         loaded.model,
@@ -54,6 +53,7 @@ def train_sft(
         checkpoint_dir=checkpoint_dir,
         state_path=state_path,
         metrics_path=metrics_path,
+        job=__spec__.name,  # this module's name, also under ``python -m``
     )
 
 

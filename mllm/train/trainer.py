@@ -11,15 +11,22 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
-from torch.utils.data import Dataset
-from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
+from transformers import (
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainerState,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from mllm.atomic import write_json
 from mllm.data.collators import sft_collate
@@ -27,10 +34,13 @@ from mllm.distributed import world_size
 from mllm.model.io import save_model
 from mllm.model.lora import apply_lora
 from mllm.model.mllm import MLLMModel
+from mllm.workflow.code_inputs import code_inputs
 
+from .datasets import PreprocessedDataset
 from .settings import TrainSettings
 
 log = logging.getLogger(__name__)
+REPOSITORY = Path(__file__).resolve().parents[2]  # the folder above the mllm package
 
 
 def set_trainable_parts(model: MLLMModel, settings: TrainSettings) -> dict[str, int]:
@@ -100,56 +110,189 @@ def refuse_sharded_weights(deepspeed_config: str | None) -> None:
         )
 
 
-def run_fingerprint(settings: TrainSettings, model: MLLMModel, train_dataset: Dataset) -> str:
-    """What a checkpoint must have been trained on to be resumed: the settings, the starting
-    weights and the training data. A checkpoint left by a run with other inputs is never resumed."""
-    digest = hashlib.sha256(
-        json.dumps(dataclasses.asdict(settings), sort_keys=True, default=str).encode()
-    )
+def run_fingerprint(
+    settings: TrainSettings,
+    model: MLLMModel,
+    tokenizer: PreTrainedTokenizerBase,
+    train_dataset: PreprocessedDataset,
+    *,
+    job: str,
+    job_inputs: Mapping[str, Any] | None = None,
+    repository: str | os.PathLike = REPOSITORY,
+) -> dict[str, str]:
+    """What a checkpoint must have been trained with to be resumed, as a sha256 per component:
+    every training setting; the job's other settings and inputs (``job_inputs``, e.g. the loss
+    settings); the starting model (weights, config and tokenizer); the training records and the
+    image files they name; and the code, the library files the job module ``job`` imports (its
+    import closure under ``repository``). A checkpoint left by a run that differs in any is never
+    resumed."""
+    start_model = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(
+        start_model.update(name.encode())
+        start_model.update(
             tensor.detach().to("cpu").contiguous().view(-1).view(torch.uint8).numpy().tobytes()
         )
-    digest.update(
-        json.dumps(
-            getattr(train_dataset, "records", len(train_dataset)), sort_keys=True, default=str
-        ).encode()
-    )
-    return digest.hexdigest()
+    config = {
+        k: v
+        for k, v in model.config.to_dict().items()
+        if k not in ("_name_or_path", "transformers_version")
+    }
+    start_model.update(_hash_json(config).encode())
+    backend = getattr(tokenizer, "backend_tokenizer", None)  # fast tokenizers: the whole pipeline
+    vocabulary = backend.to_str() if backend is not None else tokenizer.get_vocab()
+    start_model.update(_hash_json([vocabulary, tokenizer.chat_template]).encode())
+    data = hashlib.sha256(_hash_json(train_dataset.records).encode())
+    for ref, path in sorted(train_dataset.image_files().items()):
+        data.update(ref.encode() + b"\0")
+        _update_with_file(data, path)
+    code = hashlib.sha256()
+    for path in map(Path, code_inputs(job, repository)):
+        code.update(path.relative_to(Path(repository).resolve()).as_posix().encode() + b"\0")
+        _update_with_file(code, path)
+    return {
+        "settings": _hash_json(settings),
+        "job_inputs": _hash_json(job_inputs or {}),
+        "start_model": start_model.hexdigest(),
+        "data": data.hexdigest(),
+        "code": code.hexdigest(),
+    }
 
 
-def resumable_checkpoint(checkpoint_dir: str | os.PathLike, fingerprint: str) -> str | None:
-    """The newest checkpoint of *this* run, if any; checkpoints of another run are deleted.
+def _hash_json(value: Any) -> str:
+    """sha256 of ``value`` as JSON; settings dataclasses (nested too) as their fields."""
+
+    def plain(item: Any) -> Any:
+        return dataclasses.asdict(item) if dataclasses.is_dataclass(item) else str(item)
+
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=plain).encode()).hexdigest()
+
+
+def _update_with_file(digest, path: Path) -> None:
+    """Feed ``path``'s bytes to ``digest`` (a missing file as a marker: the dataset reports it)."""
+    if not path.is_file():
+        digest.update(b"<missing>")
+        return
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+
+
+# What ``Trainer._save_checkpoint`` writes, in order: the weights (one of these), the optimizer and
+# scheduler (DeepSpeed: its own folder, indexed by ``latest``), the RNG states, trainer_state.json.
+_WEIGHTS = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "adapter_model.safetensors",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+    "adapter_model.bin",
+)
+_CHECKPOINT = re.compile(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)")
+
+
+def _step(checkpoint: Path) -> int:
+    return int(_CHECKPOINT.fullmatch(checkpoint.name).group(1))
+
+
+def checkpoint_problem(checkpoint: Path) -> str | None:
+    """What a checkpoint folder lacks to be resumed (None: it is complete). A kill while the
+    Trainer writes one leaves a folder with only the files written before it."""
+    try:
+        state = json.loads((checkpoint / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return "no readable trainer_state.json"
+    step = _step(checkpoint)
+    if not isinstance(state, dict) or state.get("global_step") != step:
+        return f"trainer_state.json is not the state at step {step}"
+    if not any((checkpoint / name).is_file() for name in _WEIGHTS):
+        return "no model weights"
+    optimizer = all((checkpoint / name).is_file() for name in ("optimizer.pt", "scheduler.pt"))
+    if not optimizer and not (checkpoint / "latest").is_file():
+        return "no optimizer and scheduler state"
+    if not any(checkpoint.glob("rng_state*.pth")):
+        return "no RNG state"
+    return None
+
+
+def resumable_checkpoint(
+    checkpoint_dir: str | os.PathLike, fingerprint: Mapping[str, str]
+) -> str | None:
+    """The newest complete checkpoint of *this* run (``fingerprint``), if any; checkpoints of a
+    run with other inputs, and incomplete ones (a kill while one was written), are deleted.
 
     Under torchrun the main process runs this first (``main_process_first``): the other ranks
     then find its marker and only look the checkpoint up.
     """
     checkpoint_dir = Path(checkpoint_dir)
-    marker = checkpoint_dir / "run-fingerprint.txt"
-    if not marker.exists() or marker.read_text().strip() != fingerprint:
+    marker = checkpoint_dir / "run-fingerprint.json"
+    try:
+        written_by = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        written_by = None
+    if written_by != dict(fingerprint):
         if checkpoint_dir.is_dir():
+            changed = (
+                sorted(name for name in fingerprint if written_by.get(name) != fingerprint[name])
+                if isinstance(written_by, dict)
+                else ["inputs (no readable run-fingerprint.json)"]
+            )
             log.warning(
-                "discarding checkpoints in %s: they belong to a run with other inputs",
+                "discarding the checkpoints in %s: written by a run with other %s",
                 checkpoint_dir,
+                ", ".join(changed),
             )
             shutil.rmtree(checkpoint_dir)
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        marker.write_text(fingerprint + "\n")
-    return get_last_checkpoint(str(checkpoint_dir))
+        marker.write_text(json.dumps(dict(fingerprint), indent=1, sort_keys=True) + "\n")
+    checkpoints = sorted(
+        (p for p in checkpoint_dir.iterdir() if p.is_dir() and _CHECKPOINT.fullmatch(p.name)),
+        key=_step,
+        reverse=True,
+    )
+    for checkpoint in checkpoints:
+        problem = checkpoint_problem(checkpoint)
+        if problem is None:
+            return str(checkpoint)
+        log.warning(
+            "removing incomplete checkpoint %s (%s): the run was stopped while writing it",
+            checkpoint,
+            problem,
+        )
+        shutil.rmtree(checkpoint)
+    return None
+
+
+def whole_run_train_loss(state: TrainerState, resumed_step: int, resumed_loss: float) -> float:
+    """The mean training loss over every step of a run resumed at ``resumed_step``.
+
+    The Trainer's ``training_loss`` averages only the steps after the resume (0.0 when the run
+    resumed from its last checkpoint). The earlier steps' losses come from the log history the
+    checkpoint carries: each logged loss is the mean since the previous logging step. Exact when
+    the checkpoint was written at a logging step; otherwise the steps between its last logging
+    step and the checkpoint are left out (their losses were never logged).
+    """
+    logged, covered = 0.0, 0
+    for entry in state.log_history:
+        if "loss" in entry and covered < entry["step"] <= resumed_step:
+            logged += entry["loss"] * (entry["step"] - covered)
+            covered = entry["step"]
+    steps_after = state.global_step - resumed_step
+    return (logged + resumed_loss * steps_after) / max(covered + steps_after, 1)
 
 
 def train(
     model: MLLMModel,
     tokenizer: PreTrainedTokenizerBase,
-    train_dataset: Dataset,
-    eval_dataset: Dataset | None,
+    train_dataset: PreprocessedDataset,
+    eval_dataset: PreprocessedDataset | None,
     settings: TrainSettings,
     *,
     model_dir: str | os.PathLike,
     checkpoint_dir: str | os.PathLike,
     state_path: str | os.PathLike,
     metrics_path: str | os.PathLike,
+    job: str,
+    job_inputs: Mapping[str, Any] | None = None,
     collate: Callable | None = None,
     trainer_class: type[Trainer] = Trainer,
     trainer_kwargs: dict | None = None,
@@ -159,11 +302,15 @@ def train(
     remove the checkpoints.
 
     ``checkpoint_dir`` lies outside the rule's declared outputs: Snakemake deletes outputs before a
-    job starts, and a killed job must find its checkpoints on rerun.
+    job starts, and a killed job must find its checkpoints on rerun. A checkpoint is resumed only
+    by the same run: ``job`` (the job's module) and ``job_inputs`` (its settings and inputs besides
+    ``settings``, the starting model and the data) complete its ``run_fingerprint``.
     """
     refuse_sharded_weights(settings.deepspeed)
     set_seed(settings.seed)
-    fingerprint = run_fingerprint(settings, model, train_dataset)
+    fingerprint = run_fingerprint(
+        settings, model, tokenizer, train_dataset, job=job, job_inputs=job_inputs
+    )
     trainable = set_trainable_parts(model, settings)
     if settings.lora is not None:
         model = apply_lora(model, settings.lora)
@@ -187,8 +334,11 @@ def train(
     if last_checkpoint:
         log.info("resuming from %s", last_checkpoint)
     result = trainer.train(resume_from_checkpoint=last_checkpoint)
+    train_loss = result.training_loss  # an uninterrupted run's: the Trainer's own mean
+    if last_checkpoint:
+        train_loss = whole_run_train_loss(trainer.state, _step(Path(last_checkpoint)), train_loss)
     metrics = {
-        "train_loss": result.training_loss,
+        "train_loss": train_loss,
         "global_step": trainer.state.global_step,
         "world_size": trainer.args.world_size,  # processes (GPUs): global batch = per-device × this
         "resumed_from": Path(last_checkpoint).name if last_checkpoint else None,
