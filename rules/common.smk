@@ -15,7 +15,8 @@ from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 from snakemake.utils import validate
 
-REPOSITORY = Path(workflow.current_basedir).parent  # rules/.. (also when included elsewhere)
+# rules/.. : the repository, also when a wrapper Snakefile elsewhere includes this one
+REPOSITORY = Path(workflow.current_basedir).parent
 sys.path.insert(0, str(REPOSITORY))  # the library's workflow layer, installed or not
 
 from mllm.workflow.code_inputs import code_inputs
@@ -24,10 +25,8 @@ from mllm.workflow.world import (
     WORLD_DIR,
     BASE_MODEL,
     IMAGE_ROOT,
-    REC_DIR,
     WORLD_FILES,
     rec_file,
-    world_file,
 )
 
 validate(config, schema="../config/schema.yaml")

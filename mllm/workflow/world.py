@@ -35,16 +35,6 @@ WORLD_FILES = {
 }
 
 
-def world_file(name: str) -> str:
-    """The path of the world's dataset ``name``; an unknown name fails naming the known ones."""
-    try:
-        return WORLD_FILES[name]
-    except KeyError:
-        raise KeyError(
-            f"no world file {name!r}; the world table holds {sorted(WORLD_FILES)}"
-        ) from None
-
-
 def rec_file(name: str) -> str:
     """The path of one REC file (Shikra's name, e.g. ``REC_refcoco_unc_val.jsonl``)."""
     return f"{REC_DIR}/{name}"
