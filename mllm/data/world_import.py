@@ -9,7 +9,6 @@ referenced image exists stays the readers' concern: their bad-record policy deci
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Literal
 from mllm.atomic import atomic_file, write_json, write_jsonl
 from mllm.data.errors import DataError
 from mllm.data.images import BASE64_MIN_LENGTH
+from mllm.hashing import file_sha256
 from mllm.records import iter_jsonl, read_json_records
 
 IMAGE_FIELDS = ("image", "image_path", "img_path")  # the exercise's, Shikra's and Qwen-VL's names
@@ -35,7 +35,7 @@ def import_world_file(
     """Write ``output`` from ``source``: a JSON list of records, JSON lines, or a plain copy
     (COCO annotations: no image references). Returns the provenance (sha256 of the source,
     record counts)."""
-    provenance = {"source": str(source), "sha256": _sha256(Path(source)), "kind": kind}
+    provenance = {"source": str(source), "sha256": file_sha256(source), "kind": kind}
     if kind == "copy":
         with atomic_file(output) as scratch:
             shutil.copyfile(source, scratch)
@@ -85,11 +85,3 @@ def reroot_image_refs(
         row[field] = os.path.relpath(Path(image_folder, ref), image_root)
         count += 1
     return count
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

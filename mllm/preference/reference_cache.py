@@ -38,6 +38,7 @@ from mllm.data.images import ImageProcessor, image_file
 from mllm.data.preprocess import IGNORE_INDEX
 from mllm.data.template import DEFAULT_SYSTEM_PROMPT
 from mllm.distributed import is_main_process
+from mllm.hashing import update_with_file
 from mllm.model.io import LoadedModel
 from mllm.train.datasets import read_json_records
 
@@ -129,7 +130,7 @@ def hash_model_files(model_dir: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     for path in [*weights, model_dir / "config.json"]:
         digest.update(path.name.encode() + b"\0")
-        _update_with_file(digest, path)
+        update_with_file(digest, path)
     return digest.hexdigest()
 
 
@@ -153,14 +154,14 @@ def hash_data(data_path: str | os.PathLike, image_folder: str | os.PathLike | No
     one invalidates the cache while touching or copying the folder does not.
     """
     digest = hashlib.sha256()
-    _update_with_file(digest, Path(data_path))
+    update_with_file(digest, Path(data_path))
     refs = (image_reference(r) for r in read_json_records(data_path) if isinstance(r, dict))
     image_paths = sorted({ref for ref in refs if isinstance(ref, str) and image_file(ref)})
     for image_path in image_paths:
         digest.update(str(image_path).encode() + b"\0")
         path = image_file(image_path, image_folder)
         if path.is_file():
-            _update_with_file(digest, path)
+            update_with_file(digest, path)
         else:
             digest.update(_MISSING_FILE)
     return digest.hexdigest()
@@ -168,13 +169,6 @@ def hash_data(data_path: str | os.PathLike, image_folder: str | os.PathLike | No
 
 def hash_json(value: object) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
-
-
-def _update_with_file(digest, path: Path) -> None:
-    """Feed ``path``'s bytes to the hash ``digest`` in 1 MiB blocks (weights do not fit in memory)."""
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
 
 
 # -- the log-probs ----------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from mllm.atomic import write_json
 from mllm.data.collators import sft_collate
 from mllm.distributed import world_size
+from mllm.hashing import update_with_file
 from mllm.model.io import save_model
 from mllm.model.lora import apply_lora
 from mllm.model.mllm import MLLMModel
@@ -144,11 +145,14 @@ def run_fingerprint(
     data = hashlib.sha256(_hash_json(train_dataset.records).encode())
     for ref, path in sorted(train_dataset.image_files().items()):
         data.update(ref.encode() + b"\0")
-        _update_with_file(data, path)
+        if path.is_file():
+            update_with_file(data, path)
+        else:  # a missing image as a marker: the dataset reports it
+            data.update(b"<missing>")
     code = hashlib.sha256()
     for path in map(Path, code_inputs(job, repository)):
         code.update(path.relative_to(Path(repository).resolve()).as_posix().encode() + b"\0")
-        _update_with_file(code, path)
+        update_with_file(code, path)
     return {
         "settings": _hash_json(settings),
         "job_inputs": _hash_json(job_inputs or {}),
@@ -165,16 +169,6 @@ def _hash_json(value: Any) -> str:
         return dataclasses.asdict(item) if dataclasses.is_dataclass(item) else str(item)
 
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=plain).encode()).hexdigest()
-
-
-def _update_with_file(digest, path: Path) -> None:
-    """Feed ``path``'s bytes to ``digest`` (a missing file as a marker: the dataset reports it)."""
-    if not path.is_file():
-        digest.update(b"<missing>")
-        return
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
 
 
 # What ``Trainer._save_checkpoint`` writes, in order: the weights (one of these), the optimizer and

@@ -17,8 +17,8 @@ from mllm.workflow.world import BASE_MODEL
 
 GROUNDING_STAGE = "grounding"  # the grounding SFT run: a stage like any other
 ON_POLICY_PAIRS = "results/preference/pairs.json"
-# Keys of preference.on_policy that say where the prompts' data is, not how pairs are built.
-ON_POLICY_SOURCES = ("strategy",)
+# Keys of preference.on_policy the workflow reads itself (the decoding preset), not OnPolicySettings.
+ON_POLICY_WORKFLOW_KEYS = ("strategy",)
 
 
 class ConfigError(ValueError):
@@ -201,7 +201,7 @@ class Plan:
     def on_policy_settings(self) -> dict:
         """The on-policy pair settings the config gives (mllm.preference.on_policy)."""
         given = section(self.config, "preference", "on_policy", default={})
-        return {key: value for key, value in given.items() if key not in ON_POLICY_SOURCES}
+        return {key: value for key, value in given.items() if key not in ON_POLICY_WORKFLOW_KEYS}
 
     # --- checks -------------------------------------------------------------------------------
 
