@@ -1,0 +1,141 @@
+"""The model-family boundary: everything a stage needs to know about one kind of VLM.
+
+Decoding, SFT, grounding, reference log-probs and DPO/NCA are written once against
+``ModelFamily``; each family (the project's own MiniCPM-V class, the HF-native ones) says how its
+checkpoints load, how a conversation with images becomes tensors, how it writes boxes, and which
+modules LoRA may touch. Stages never ask which family they hold.
+
+Conventions every family keeps, because the stages rely on them:
+
+- ``labels`` are **pre-shifted**: ``labels[t]`` is the token ``logits[t]`` predicts, −100 where
+  nothing is supervised. Losses and log-probs are computed by the library from the logits;
+  labels are never handed to an HF model's forward (it would shift a second time).
+- Labels come from the prompt length (tokens of the rendered prompt), never from
+  ``return_assistant_tokens_mask`` (an all-zero mask without a ``{% generation %}`` block).
+- A sample longer than ``max_length`` is cut at the end, never inside image tokens; a cut that
+  would fall inside them raises ``DataError`` naming the sample.
+- Batches are model keyword arguments: ``collate`` right-pads (training, scoring), and
+  ``generation_inputs`` left-pads (so a batch decodes like one-by-one calls). Whatever the
+  model needs to place images (``mm_token_type_ids``, ``image_grid_thw``, ``image_bound``…)
+  travels in them.
+- Boxes are pixel ``(x0, y0, x1, y1)`` in the original image at the boundary; the family's
+  convention turns them into answer text and back, declared, never guessed.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from PIL import Image
+
+Box = tuple[float, float, float, float]  # pixel (x0, y0, x1, y1) in the original image
+Message = Mapping[str, str]  # {"role": "system" | "user" | "assistant", "content": ...}
+Sample = dict[str, Any]  # a training_sample output
+
+
+@dataclass
+class LoadedModel:
+    """A model with the processing it was trained with, and the family that knows both."""
+
+    model: torch.nn.Module
+    processor: Any  # the family's own: an HF processor, or the own family's tokenizer + images
+    family: ModelFamily
+
+    @property
+    def tokenizer(self):
+        return self.family.tokenizer(self)
+
+
+class ModelFamily(ABC):
+    """One kind of VLM. Implementations are stateless; per-checkpoint state is in ``LoadedModel``."""
+
+    name: ClassVar[str]  # the config's ``model.family`` value
+    model_types: ClassVar[tuple[str, ...]]  # the ``config.json`` ``model_type`` values it loads
+    lora_target_regex: ClassVar[str]  # full match over module names: LM attention only
+    box_convention: ClassVar[str]  # a one-line statement of the convention, for the report
+
+    # -- checkpoints --------------------------------------------------------------------------
+    @abstractmethod
+    def load(
+        self,
+        model_dir: str | os.PathLike,
+        *,
+        dtype: torch.dtype = torch.float32,
+        attn_implementation: str | None = "sdpa",
+        device: torch.device | str | None = None,
+        trust_remote_code: bool = False,
+    ) -> LoadedModel:
+        """Model (eval mode, on ``device``) + processing, from one checkpoint folder."""
+
+    @abstractmethod
+    def save(self, loaded: LoadedModel, model: torch.nn.Module, model_dir: str | os.PathLike):
+        """Write ``model`` with ``loaded``'s processing as a folder ``load`` reads; atomic."""
+
+    @abstractmethod
+    def tokenizer(self, loaded: LoadedModel):
+        """The text tokenizer (pad/eos ids, decoding)."""
+
+    # -- tensors ------------------------------------------------------------------------------
+    @abstractmethod
+    def training_sample(
+        self,
+        loaded: LoadedModel,
+        conversations: Sequence[Message],
+        images: Sequence[Image.Image],
+        *,
+        max_length: int,
+        sample_id: int | str,
+        system_prompt: str | None = None,
+    ) -> Sample:
+        """One conversation -> ``input_ids`` [L], pre-shifted ``labels`` [L], the family's image
+        tensors, and ``truncated`` (bool). ``<image>`` tags in user turns mark where images go;
+        without a tag, one image goes before the first user turn."""
+
+    @abstractmethod
+    def collate(self, loaded: LoadedModel, samples: Sequence[Sample]) -> dict:
+        """Right-padded batch: model kwargs (``input_ids``, ``attention_mask`` from real lengths,
+        image tensors…) plus ``labels`` [B, L]. Rows keep their order."""
+
+    @abstractmethod
+    def generation_inputs(
+        self,
+        loaded: LoadedModel,
+        questions: Sequence[str],
+        images: Sequence[Image.Image],
+        *,
+        system_prompt: str | None = None,
+    ) -> dict:
+        """Left-padded prompts (one image per question, ending with the generation prompt) as
+        model kwargs for ``generate``."""
+
+    @abstractmethod
+    def terminator_ids(self, loaded: LoadedModel) -> list[int]:
+        """Token ids that end an answer (passed as ``eos_token_id`` to ``generate``)."""
+
+    @abstractmethod
+    def decode_answer(self, loaded: LoadedModel, new_tokens: torch.Tensor) -> str:
+        """New tokens [T] -> answer text, cut at the first terminator. Keeps special tokens the
+        box convention needs (e.g. InternVL's ``<box>``)."""
+
+    @abstractmethod
+    def image_token_counts(self, loaded: LoadedModel, images: Sequence[Image.Image]) -> list[int]:
+        """Tokens each image takes in a prompt, counted with the real processor (preflight)."""
+
+    @abstractmethod
+    def cache_identity(self, loaded: LoadedModel) -> dict:
+        """JSON-able facts besides weights that change scores: processor class and backend, pixel
+        limits, chat template. Part of every reference log-prob cache key."""
+
+    # -- grounding ----------------------------------------------------------------------------
+    @abstractmethod
+    def box_answer(self, loaded: LoadedModel, expression: str, box: Box, image: Image.Image) -> str:
+        """The assistant's grounding answer for ``box`` (pixels of ``image``)."""
+
+    @abstractmethod
+    def parse_box(self, loaded: LoadedModel, answer: str, image: Image.Image) -> Box | None:
+        """The first box of an answer, in pixels of ``image``; None when there is none."""
