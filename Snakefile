@@ -16,6 +16,7 @@ report: "report/workflow.rst"
 include: "rules/common.smk"
 # The world writes the table of files every stage reads (mllm.workflow.world).
 include: f"rules/worlds/{config['world']}.smk"
+include: "rules/images.smk"
 include: "rules/evaluate.smk"
 include: "rules/sft.smk"
 

@@ -9,6 +9,7 @@ import os
 import re
 import shlex
 import sys
+from functools import cache
 from pathlib import Path
 
 from snakemake_interface_executor_plugins.settings import DeploymentMethod
@@ -20,10 +21,12 @@ REPOSITORY = Path(workflow.current_basedir).parent
 sys.path.insert(0, str(REPOSITORY))  # the library's workflow layer, installed or not
 
 from mllm.workflow.code_inputs import code_inputs
+from mllm.workflow.image_manifest import refresh_manifest
 from mllm.workflow.plan import GROUNDING_STAGE, ON_POLICY_PAIRS, Plan, section
 from mllm.workflow.world import (
     WORLD_DIR,
     BASE_MODEL,
+    IMAGE_MANIFESTS,
     IMAGE_ROOT,
     WORLD_FILES,
     rec_file,
@@ -61,6 +64,34 @@ def image_root(wildcards):
     return IMAGE_ROOT
 
 
+def image_manifests(*world_files):
+    """`input: images=`: the content manifests of the image folders `world_files` read (the
+    world's WORLD_IMAGES), so a replaced image reruns exactly the jobs that read it. Reading the
+    Snakefile brings each manifest up to date first: an image rewritten in place changes no
+    mtime Snakemake looks at. Jobs re-reading it on a cluster node leave that to the head."""
+    return [fresh_manifest(name) for name in WORLD_IMAGES.names_of(world_files)]
+
+
+@cache
+def fresh_manifest(name):
+    """The manifest of folder `name`, brought up to date once per reading of the Snakefile."""
+    path = WORLD_IMAGES.manifest(name)
+    if workflow.is_main_process:
+        refresh_manifest(WORLD_IMAGES.folders[name], path)
+    return path
+
+
+def image_folder(wildcards):
+    """`params: folder=` of index_images: the image folder named `images`."""
+    return WORLD_IMAGES.folders[wildcards.images]
+
+
+def image_folder_maker(wildcards):
+    """`input: folder=` of index_images: the rule output that makes the folder, if one does."""
+    maker = WORLD_IMAGES.made_by.get(wildcards.images)
+    return [maker] if maker else []
+
+
 def stage_model(wildcards):
     return PLAN.model_dir(wildcards.stage)
 
@@ -95,6 +126,22 @@ def grounding_options(*keys):
 
 def rec_split_file(wildcards):
     return rec_file(PLAN.rec_file_of(wildcards.dataset, wildcards.split))
+
+
+def rec_split_images(wildcards):
+    return image_manifests(rec_split_file(wildcards))
+
+
+def grounding_training_images():
+    """The manifests of the images grounding training reads: its train and val REC files'."""
+    names = [*PLAN.grounding["train_files"], *PLAN.rec_val_files]
+    return image_manifests(*map(rec_file, names))
+
+
+def report_images():
+    """The report shows benchmark thumbnails and grounding examples of every evaluated split."""
+    evaluated = [PLAN.rec_file_of(d, s) for _, d, s in PLAN.grounding_evaluations]
+    return image_manifests(WORLD_FILES["benchmark"], *map(rec_file, evaluated))
 
 
 def job_spec(**arguments):

@@ -6,6 +6,7 @@ rule decode:
     input:
         model=stage_model,
         benchmark=WORLD_FILES["benchmark"],
+        images=image_manifests(WORLD_FILES["benchmark"]),
         code=code("workflow_scripts/decode.py"),
     output:
         "results/decode/{stage}/{strategy}.jsonl",
@@ -76,6 +77,7 @@ rule yesno_accuracy:
     input:
         model=stage_model,
         test=WORLD_FILES["sft_test"],
+        images=image_manifests(WORLD_FILES["sft_test"]),
         code=code("workflow_scripts/yesno_accuracy.py"),
     output:
         metrics="results/yesno/{stage}.json",

@@ -6,6 +6,7 @@ rule prepare_grounding:
     input:
         train=[rec_file(name) for name in PLAN.grounding["train_files"]],
         val=[rec_file(name) for name in PLAN.rec_val_files],
+        images=grounding_training_images(),
         code=code("workflow_scripts/prepare_grounding.py"),
     output:
         train="results/grounding/data/train.json",
@@ -31,6 +32,7 @@ rule train_grounding:
         model=PLAN.model_dir(PLAN.grounding["start"]),
         train="results/grounding/data/train.json",
         val="results/grounding/data/val.json",
+        images=grounding_training_images(),
         code=code("mllm.train.sft"),
     output:
         model=directory(PLAN.model_dir(GROUNDING_STAGE)),
@@ -64,6 +66,7 @@ rule grounding_eval:
     input:
         model=stage_model,
         referents=rec_split_file,
+        images=rec_split_images,
         code=code("workflow_scripts/grounding_eval.py"),
     output:
         metrics="results/grounding/{stage}/{dataset}_{split}.json",

@@ -9,6 +9,7 @@ rule build_preference_pairs:
     input:
         model=PREFERENCE_START,
         prompts=WORLD_FILES["preference"],
+        images=image_manifests(WORLD_FILES["preference"]),
         instances=WORLD_FILES["train_instances"],
         captions=WORLD_FILES["train_captions"],
         nltk_data=nltk_data_input(),
@@ -40,6 +41,7 @@ rule reference_logps:
     input:
         model=PREFERENCE_START,
         pairs=preference_pairs(),
+        images=image_manifests(WORLD_FILES["preference"]),
         code=code("mllm.preference.reference"),
     output:
         logps="results/preference/reference_logps.safetensors",
@@ -73,6 +75,7 @@ rule train_preference:
         model=PREFERENCE_START,
         reference="results/preference/reference_logps.safetensors",
         pairs=preference_pairs(),
+        images=image_manifests(WORLD_FILES["preference"]),
         code=code("mllm.preference.train"),
     output:
         model=directory("results/models/{prun}"),

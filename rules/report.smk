@@ -22,6 +22,7 @@ rule report:
         ],
         job_benchmarks=list(job_benchmarks()),
         benchmark=WORLD_FILES["benchmark"],
+        images=report_images(),
         code=code("workflow_scripts/render_report.py"),
     output:
         page=report(

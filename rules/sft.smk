@@ -6,6 +6,7 @@ rule train_sft:
         model=sft_start_model,
         train=WORLD_FILES["sft_train"],
         test=WORLD_FILES["sft_test"],
+        images=image_manifests(WORLD_FILES["sft_train"], WORLD_FILES["sft_test"]),
         code=code("mllm.train.sft"),
     output:
         model=directory("results/models/{run}"),

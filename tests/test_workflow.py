@@ -4,6 +4,7 @@ that then proves reruns are minimal."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from PIL import Image, ImageOps
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "tests" / "workflow" / "config.yaml"
@@ -66,6 +68,7 @@ def test_dry_run_of_the_default_config_plans_the_whole_dag(tmp_path):
     jobs = planned_jobs(result.stdout)
     assert jobs == {
         "generate_demo_world": 1,
+        "index_images": 3,  # the train, val and test image folders
         "build_tokenizer": 1,
         "warm_up_vision": 1,
         "build_base_model": 1,
@@ -245,6 +248,31 @@ def test_changing_the_beam_width_reruns_only_beam_decoding_and_what_follows(tiny
     assert planned_jobs(stdout) == {"decode": 1, "chair": 1, "report": 1}
     assert "results/decode/base/beam.jsonl" in stdout
     assert "results/decode/base/greedy.jsonl" not in stdout
+
+
+@pytest.mark.slow
+def test_replacing_one_benchmark_image_reruns_exactly_the_jobs_that_read_it(tiny_run):
+    """A benchmark (val) image rewritten in place: the decodings, their CHAIR scores and the report
+    (its thumbnails), nothing that trains; a touch alone, and putting it back, rerun nothing."""
+    workdir, config = tiny_run
+    image = sorted((workdir / "resources/world/images/val").glob("*.png"))[0]
+    original = image.read_bytes()
+
+    def dry_run() -> str:
+        return snakemake(
+            "-n", "report", workdir=workdir, configfile=config, snakefile=tiny_snakefile(workdir)
+        ).stdout
+
+    try:
+        os.utime(image)  # a newer mtime, the same bytes
+        assert planned_jobs(dry_run()) == {}
+        with Image.open(image) as opened:
+            ImageOps.invert(opened.convert("RGB")).save(image)
+        stdout = dry_run()
+        assert planned_jobs(stdout) == {"decode": 7, "chair": 7, "report": 1}
+    finally:
+        image.write_bytes(original)
+    assert planned_jobs(dry_run()) == {}
 
 
 def test_no_rule_asks_which_world_it_is_in():

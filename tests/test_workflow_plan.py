@@ -4,6 +4,7 @@ code inputs derived from imports, and the import of real files into the world.""
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -12,9 +13,11 @@ import yaml
 
 from mllm.data.errors import DataError
 from mllm.data.world_import import import_world_file
+from mllm.workflow import image_manifest
 from mllm.workflow.code_inputs import code_inputs
+from mllm.workflow.image_manifest import refresh_manifest, write_manifest
 from mllm.workflow.plan import ConfigError, Plan, section
-from mllm.workflow.world import WORLD_DIR, WORLD_FILES, RealWorld, rec_file
+from mllm.workflow.world import WORLD_DIR, WORLD_FILES, RealWorld, demo_images, rec_file
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
@@ -139,6 +142,70 @@ def test_the_real_world_imports_every_file_its_config_names():
         "resources/downloads/coco/annotations/captions_val2014.json",
         "resources/downloads/coco/annotations/instances_val2014.json",
     ]
+
+
+def test_each_world_file_reads_the_image_folder_it_names():
+    demo = demo_images(["REC_refcoco_unc_val.jsonl"])
+    assert demo.names_of([WORLD_FILES["benchmark"]]) == ["val"]
+    assert demo.names_of([WORLD_FILES["sft_train"], WORLD_FILES["sft_test"]]) == ["test", "train"]
+    assert demo.names_of([rec_file("REC_refcoco_unc_val.jsonl")]) == ["test"]
+    assert demo.folders["val"] == f"{WORLD_DIR}/images/val"
+    assert demo.manifest("val") == "results/image_manifests/val.json"
+    real = {"sft_train": "data/train.json", "sft_images": "data", "benchmark_images": None}
+    world = RealWorld(real, ["REC_refcoco_unc_val.jsonl"], train_annotations=False).image_folders
+    assert world.folders == {
+        "sft_images": "data",
+        "coco_train_images": "resources/downloads/coco/train2014",
+    }
+    assert world.names_of([WORLD_FILES["benchmark"]]) == []  # base64 images: no folder
+    assert world.made_by == {"coco_train_images": "resources/downloads/coco/train2014"}
+
+
+# --- image manifests --------------------------------------------------------------------------
+
+
+def test_a_manifest_is_rewritten_only_when_an_image_changes(tmp_path):
+    folder = tmp_path / "images"
+    (folder / "val").mkdir(parents=True)
+    (folder / "val" / "a.png").write_bytes(b"first")
+    (folder / "b.png").write_bytes(b"second")
+    manifest = tmp_path / "manifest.json"
+    assert write_manifest(folder, manifest)
+    listed = json.loads(manifest.read_text())["files"]
+    assert [name for name, _, _ in listed] == ["b.png", "val/a.png"]
+    written = manifest.stat().st_mtime_ns
+
+    os.utime(folder / "b.png", ns=(1, 1))  # touched: same bytes
+    assert not refresh_manifest(folder, manifest)
+    assert manifest.stat().st_mtime_ns == written
+    (folder / "b.png").write_bytes(b"SECOND")  # same size, new content
+    assert refresh_manifest(folder, manifest)
+    assert json.loads(manifest.read_text())["files"][0][2] != listed[0][2]
+
+
+def test_a_manifest_hashes_only_files_whose_size_or_mtime_changed(tmp_path, monkeypatch):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        (folder / name).write_bytes(name.encode())
+    manifest = tmp_path / "manifest.json"
+    write_manifest(folder, manifest)
+    hashed = []
+    monkeypatch.setattr(
+        image_manifest, "file_sha256", lambda path: hashed.append(Path(path).name) or "x"
+    )
+    (folder / "b.png").write_bytes(b"bigger")
+    write_manifest(folder, manifest)
+    assert hashed == ["b.png"]
+
+
+def test_refreshing_leaves_a_manifest_not_yet_written_to_its_rule(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    assert not refresh_manifest(folder, tmp_path / "manifest.json")
+    assert not (tmp_path / "manifest.json").exists()
+    with pytest.raises(FileNotFoundError, match="missing"):
+        write_manifest(tmp_path / "missing", tmp_path / "manifest.json")
 
 
 # --- code inputs ------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ WORLD_DIR = "resources/world"
 IMAGE_ROOT = WORLD_DIR
 BASE_MODEL = "resources/models/base"
 REC_DIR = f"{WORLD_DIR}/grounding"
+IMAGE_MANIFESTS = "results/image_manifests"  # mllm.workflow.image_manifest
 
 WORLD_FILES = {
     # the detailed-description benchmark and the COCO ground truth of its images (CHAIR)
@@ -38,6 +39,54 @@ WORLD_FILES = {
 def rec_file(name: str) -> str:
     """The path of one REC file (Shikra's name, e.g. ``REC_refcoco_unc_val.jsonl``)."""
     return f"{REC_DIR}/{name}"
+
+
+@dataclass(frozen=True)
+class WorldImages:
+    """The image folders a world's files read, each with a content manifest that the jobs reading
+    it take as an input (mllm.workflow.image_manifest): a replaced image reruns exactly them.
+
+    ``folders``: name -> folder; ``read_by``: world file -> name of the folder its images come
+    from (absent: none, e.g. base64 images); ``made_by``: name -> the rule output that makes the
+    folder (absent: a folder the config gives).
+    """
+
+    folders: Mapping[str, str]
+    read_by: Mapping[str, str]
+    made_by: Mapping[str, str]
+
+    def manifest(self, name: str) -> str:
+        return f"{IMAGE_MANIFESTS}/{name}.json"
+
+    def names_of(self, world_files: Sequence[str]) -> list[str]:
+        """The folders the images of ``world_files`` come from, by name."""
+        return sorted({self.read_by[path] for path in world_files if path in self.read_by})
+
+
+DEMO_PRETRAIN = f"{WORLD_DIR}/pretrain_captions.json"
+DEMO_REC_TRAIN = "REC_ref3_train.jsonl"  # in the tokenizer's corpus, with or without grounding
+
+
+def demo_images(rec_files: Sequence[str]) -> WorldImages:
+    """The demo world's split folders: ``train`` images serve every training set, ``val`` the
+    benchmark and ``test`` the SFT test and the grounding evaluations (mllm.demo.world)."""
+    splits = ("train", "val", "test")
+    read_by = {
+        WORLD_FILES["benchmark"]: "val",
+        WORLD_FILES["sft_train"]: "train",
+        WORLD_FILES["sft_test"]: "test",
+        WORLD_FILES["preference"]: "train",
+        WORLD_FILES["train_instances"]: "train",  # the vision warm-up's boxes
+        DEMO_PRETRAIN: "train",
+        rec_file(DEMO_REC_TRAIN): "train",
+    }
+    for name in rec_files:
+        read_by.setdefault(rec_file(name), "test")
+    return WorldImages(
+        folders={split: f"{WORLD_DIR}/images/{split}" for split in splits},
+        read_by=read_by,
+        made_by={split: f"{WORLD_DIR}/images" for split in splits},
+    )
 
 
 # --- the real world: where each world file comes from ------------------------------------------
@@ -95,6 +144,27 @@ class RealWorld:
                 f"{DOWNLOADED['rec']}/{name}", "jsonl", DOWNLOADED["coco_train_images"]
             )
         self.sources: dict[str, WorldSource] = sources
+
+    @property
+    def image_folders(self) -> WorldImages:
+        """Each world file's image folder, named by the config key (or download) that gives it."""
+        names = {
+            WORLD_FILES["benchmark"]: "benchmark_images",
+            WORLD_FILES["sft_train"]: "sft_images",
+            WORLD_FILES["sft_test"]: "sft_images",
+            WORLD_FILES["preference"]: "preference_images",
+        }
+        folders, read_by = {}, {}
+        for path, source in self.sources.items():
+            if source.image_folder is None:
+                continue
+            name = names.get(path, "coco_train_images")
+            folders[name] = source.image_folder
+            read_by[path] = name
+        made_by = {
+            name: folder for name, folder in folders.items() if folder in DOWNLOADED.values()
+        }
+        return WorldImages(folders=folders, read_by=read_by, made_by=made_by)
 
     @property
     def paths(self) -> list[str]:

@@ -4,10 +4,10 @@ It writes the world's table of files (mllm.workflow.world) and the starting mode
 steps (tokenizer, vision warm-up, caption pre-training) live here and in mllm/demo.
 """
 
-DEMO_PRETRAIN = f"{WORLD_DIR}/pretrain_captions.json"
-DEMO_REC_TRAIN = (
-    "REC_ref3_train.jsonl"  # in the tokenizer's corpus, with or without grounding
-)
+from mllm.workflow.world import DEMO_PRETRAIN, DEMO_REC_TRAIN, demo_images
+
+# The image folder each world file reads (rules/images.smk: index_images).
+WORLD_IMAGES = demo_images(PLAN.rec_files)
 
 
 rule generate_demo_world:
@@ -63,6 +63,7 @@ rule build_tokenizer:
 rule warm_up_vision:
     input:
         instances=WORLD_FILES["train_instances"],
+        images=image_manifests(WORLD_FILES["train_instances"]),
         code=code("workflow_scripts/warm_up_vision.py"),
     output:
         weights="results/models/vision_warmup/vpm.safetensors",
@@ -89,6 +90,7 @@ rule warm_up_vision:
 rule build_base_model:
     input:
         train=DEMO_PRETRAIN,
+        images=image_manifests(DEMO_PRETRAIN),
         tokenizer="results/tokenizer",
         vision="results/models/vision_warmup/vpm.safetensors",
         code=code("mllm.demo.base_model"),

@@ -12,6 +12,8 @@ REAL_WORLD = RealWorld(
     PLAN.rec_files,
     train_annotations=PLAN.pair_source == "on_policy",
 )
+# The image folder each world file reads (rules/images.smk: index_images).
+WORLD_IMAGES = REAL_WORLD.image_folders
 
 
 rule download_model:

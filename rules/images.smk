@@ -1,0 +1,25 @@
+"""Content manifests of the world's image folders (mllm.workflow.image_manifest): every job that
+reads images takes its folder's manifest as an input, so a replaced image reruns exactly those
+jobs. Reading the Snakefile keeps written manifests up to date (common.smk: image_manifests);
+this rule writes the first one, once the folder exists."""
+
+
+rule index_images:
+    input:
+        folder=image_folder_maker,
+        code=code("workflow_scripts/index_images.py"),
+    output:
+        f"{IMAGE_MANIFESTS}/{{images}}.json",
+    log:
+        "logs/index_images/{images}.log",
+    wildcard_constraints:
+        images="|".join(map(re.escape, WORLD_IMAGES.folders)) or "no-image-folder",
+    conda:
+        "../envs/mllm.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    params:
+        folder=image_folder,
+    script:
+        "../workflow_scripts/index_images.py"
