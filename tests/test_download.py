@@ -573,13 +573,25 @@ def test_image_folder_strips_the_archive_top_folder(tmp_path):
 
 @pytest.mark.parametrize(
     ("members", "problem"),
-    [({"../evil.jpg": b"x"}, "unsafe member path"), ({}, "holds no files")],
-    ids=["path_traversal", "empty"],
+    [
+        ({"../evil.jpg": b"x"}, "unsafe member path"),
+        ({}, "holds no files"),
+        (
+            {"train2014/a": b"file", "train2014/a/b.jpg": b"x"},
+            "member 'train2014/a' is a file, but member 'train2014/a/b.jpg' needs a folder",
+        ),
+        (
+            {"train2014/a/b.jpg": b"x", "train2014/a": b"file"},
+            "member 'train2014/a' is a file, but member 'train2014/a/b.jpg' needs a folder",
+        ),
+    ],
+    ids=["path_traversal", "empty", "file_then_folder", "folder_then_file"],
 )
 def test_image_folder_refuses_bad_archives_and_writes_nothing(tmp_path, members, problem):
     archive = tmp_path / "images.zip"
     archive.write_bytes(zip_bytes(members))
     dest = tmp_path / "coco" / "train2014"
-    with pytest.raises(FetchError, match=problem):
+    with pytest.raises(FetchError, match=re.escape(problem)) as error:
         fetch_image_folder(str(archive), dest)
+    assert str(archive) in str(error.value)  # the archive is named
     assert not dest.exists() and leftovers(dest.parent) == []

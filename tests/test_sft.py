@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from PIL import Image
 from transformers import Trainer
 
 from mllm.data.errors import DataError
+from mllm.data.grounding import prepare_grounding_sft
 from mllm.eval.yesno import normalise, score
 from mllm.model.io import load_model
 from mllm.preference.settings import PreferenceSettings
@@ -142,6 +144,33 @@ def test_bad_records_fail_before_training_naming_the_record(
     with pytest.raises(DataError, match=message):
         run_sft(tmp_path, train, test)
     assert not (tmp_path / "sft").exists()  # no partial model directory
+
+
+def test_a_bad_image_in_grounding_training_names_the_rec_line(tmp_path, base_and_data):
+    train, _ = base_and_data
+    rec = tmp_path / "REC_ref3_train.jsonl"
+    rows = [
+        {"img_path": f"images/{i}.png", "expression": "the dog", "bbox": [1, 1, 9, 9]}
+        for i in (0, 1)
+    ]
+    rec.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    records = tmp_path / "grounding" / "train.json"
+    prepare_grounding_sft(
+        [rec],
+        image_folder=train.parent,
+        seed=0,
+        output_path=records,
+        summary_path=tmp_path / "grounding" / "summary.json",
+    )
+    (train.parent / "images" / "1.png").write_bytes(b"not a png")  # broken after conversion
+    with pytest.raises(DataError, match=rf"^{re.escape(str(rec))}:2 \(as .*train\.json record 1 "):
+        SupervisedDataset.from_file(
+            records,
+            load_model(tmp_path / "base"),
+            max_length=SETTINGS["max_length"],
+            image_folder=train.parent,
+            max_truncated_share=0.0,
+        )
 
 
 RESUMABLE_RUN = """

@@ -378,7 +378,8 @@ def check_templates(templates: Sequence[str]) -> None:
 def grounding_conversations(
     referents: Sequence[Referent], seed: int, templates: Sequence[str] = GROUNDING_TEMPLATES
 ) -> list[dict]:
-    """Exercise SFT records ``{id, image, conversations:[user, assistant]}``, one per referent.
+    """Exercise SFT records ``{id, image, source, conversations:[user, assistant]}``, one per
+    referent; ``source`` is the referent's ``file:line``.
 
     The question template is drawn per record from one ``random.Random(seed)``, so the same
     referents and seed give the same records.
@@ -393,6 +394,7 @@ def grounding_conversations(
             {
                 "id": index,
                 "image": referent.image,
+                "source": referent.source_line,  # errors in training name the REC line
                 "conversations": [
                     {"role": "user", "content": template.replace(EXPR, referent.expression)},
                     {"role": "assistant", "content": grounding_answer(referent.expression, grid)},

@@ -48,9 +48,30 @@ def unpack_images(bundle: zipfile.ZipFile, target: Path, source: str) -> int:
             raise FetchError(f"{source}: unsafe member path {info.filename!r}")
     tops = {PurePosixPath(info.filename).parts[0] for info in members}
     strip = 1 if len(tops) == 1 and all("/" in info.filename for info in members) else 0
+    _refuse_clashes(members, strip, source)
     for info in members:
         path = target.joinpath(*PurePosixPath(info.filename).parts[strip:])
         path.parent.mkdir(parents=True, exist_ok=True)
         with bundle.open(info) as reader, open(path, "wb") as writer:
             shutil.copyfileobj(reader, writer, CHUNK_BYTES)
     return len(members)
+
+
+def _refuse_clashes(members: list[zipfile.ZipInfo], strip: int, source: str) -> None:
+    """Refuse, before writing anything, an archive that holds a file where another member needs a
+    folder (``a`` and ``a/b``), or one path twice: unpacked, one would silently lose or fail."""
+    files: dict[tuple[str, ...], str] = {}
+    for info in members:
+        parts = PurePosixPath(info.filename).parts[strip:]
+        if parts in files:
+            raise FetchError(
+                f"{source}: members {files[parts]!r} and {info.filename!r} unpack to the same file"
+            )
+        files[parts] = info.filename
+    for parts, name in files.items():
+        for depth in range(1, len(parts)):
+            if parts[:depth] in files:
+                raise FetchError(
+                    f"{source}: member {files[parts[:depth]]!r} is a file, but member {name!r} "
+                    "needs a folder of that name"
+                )

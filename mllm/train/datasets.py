@@ -156,9 +156,14 @@ class SupervisedDataset(PreprocessedDataset):
                 max_length=self.max_length,
             )
         except (DataError, KeyError, TypeError) as error:
-            raise DataError(
-                f"{self.source} record {index} (id {record.get('id', '?')!r})", str(error)
-            ) from error
+            raise DataError(self._record_label(record, index), str(error)) from error
+
+    def _record_label(self, record: dict, index: int) -> str:
+        """Where a record comes from: its file and index, led by the line it was converted from
+        when it carries one (``source``: grounding records name their REC line)."""
+        label = f"{self.source} record {index} (id {record.get('id', '?')!r})"
+        origin = record.get("source")
+        return f"{origin} (as {label})" if isinstance(origin, str) else label
 
     def _image_refs(self, record: dict) -> list:
         return sft_image_refs(record)
