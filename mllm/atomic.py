@@ -4,13 +4,41 @@ never a half-written file or model directory, even when the job is killed mid-wr
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def scratch_name_pattern(path: str | os.PathLike) -> re.Pattern:
+    """The names of the temporary siblings of ``path`` that the writers here (and download work
+    folders, mllm.download.fetch.scratch_dir) make: ``.<name>.<8 tempfile characters>[.tmp]``."""
+    return re.compile(rf"\.{re.escape(Path(path).name)}\.[a-z0-9_]{{8}}(\.tmp)?")
+
+
+def remove_stale_scratch(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary siblings of ``path`` that a killed writer left (a half-downloaded
+    13 GB archive, a half-unpacked folder), logging each; return them. Call it only as the one
+    writer of ``path`` (a Snakemake job owns its output), before writing it."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    pattern = scratch_name_pattern(path)
+    stale = sorted(entry for entry in path.parent.iterdir() if pattern.fullmatch(entry.name))
+    for entry in stale:
+        log.warning("removing %s, left by an interrupted write of %s", entry, path)
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    return stale
 
 
 def _permissions(base: int) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import re
 import threading
 import zipfile
@@ -13,6 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 
 from mllm.download import fetch, model
 from mllm.download.benchmark import fetch_benchmark
@@ -24,6 +26,7 @@ from mllm.download.model import snapshot_model
 from mllm.download.rec import fetch_rec_files
 from mllm.download.sources import KNOWN_SOURCES, SHIKRA_REC_EVAL_FILES
 
+REPO = Path(__file__).resolve().parents[1]
 PAYLOAD = b"0123456789" * 1000
 
 
@@ -73,6 +76,18 @@ def make_handler(routes: Routes):
                 return
             self.send_response(200)
             self.send_header("Content-Type", content_type)
+            if behaviour == "chunked_truncate":  # one chunk of half the body, no final chunk
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                half = body[: len(body) // 2]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(half), half))
+                self.close_connection = True
+                return
+            if behaviour in ("no_length", "no_length_truncate"):
+                self.end_headers()  # no length: the body ends when the connection closes
+                self.wfile.write(body if behaviour == "no_length" else body[: len(body) // 2])
+                self.close_connection = True
+                return
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             if behaviour == "truncate":  # promise the whole body, send half, hang up
@@ -119,6 +134,7 @@ def test_fetch_file_local_path_verifies_sha256(tmp_path):
         "source": str(source),
         "sha256": sha256_of(PAYLOAD),
         "bytes": len(PAYLOAD),
+        "size_verified": True,
         "member": None,
     }
     assert leftovers(dest.parent) == []
@@ -186,6 +202,56 @@ def test_fetch_file_http_connection_closed_early_leaves_nothing(server, tmp_path
         fetch_file(url, dest)
     assert server.hits["/cut.bin"] == 4
     assert list(tmp_path.iterdir()) == []
+
+
+def test_fetch_file_http_chunked_body_cut_short_fails(server, tmp_path):
+    url = server.serve("/chunked.bin", PAYLOAD, behaviour="chunked_truncate")
+    with pytest.raises(FetchError, match="still failing after 4 attempts"):
+        fetch_file(url, tmp_path / "file.bin")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fetch_file_http_without_length_says_the_size_is_unverified(server, tmp_path, caplog):
+    url = server.serve("/nolength.bin", PAYLOAD, behaviour="no_length_truncate")
+    with caplog.at_level(logging.WARNING, logger="mllm.download.fetch"):
+        provenance = fetch_file(url, tmp_path / "file.bin")
+    half = PAYLOAD[: len(PAYLOAD) // 2]  # indistinguishable from a whole file of that size
+    assert provenance["size_verified"] is False and provenance["bytes"] == len(half)
+    assert "UNVERIFIED SIZE" in caplog.text and sha256_of(half) in caplog.text
+    with pytest.raises(FetchError, match="sha256 mismatch"):  # a pinned digest catches it
+        fetch_file(url, tmp_path / "pinned.bin", sha256=sha256_of(PAYLOAD))
+    whole = server.serve("/whole.bin", PAYLOAD, behaviour="no_length")
+    provenance = fetch_file(whole, tmp_path / "whole.bin", sha256=sha256_of(PAYLOAD))
+    assert provenance["size_verified"] is True
+
+
+def test_fetch_file_http_with_length_has_a_verified_size(server, tmp_path):
+    url = server.serve("/file.bin", PAYLOAD)
+    assert fetch_file(url, tmp_path / "file.bin")["size_verified"] is True
+
+
+def test_a_download_removes_the_scratch_a_killed_one_left(tmp_path, caplog):
+    source = tmp_path / "train2014.zip"
+    source.write_bytes(zip_bytes({"train2014/a.jpg": b"A"}))
+    downloads = tmp_path / "coco"
+    downloads.mkdir()
+    stale_folder = downloads / ".train2014.k1ll3d_x"  # scratch_dir: the half-fetched archive
+    stale_folder.mkdir()
+    (stale_folder / "archive.zip").write_bytes(b"partial")
+    stale_unpack = downloads / ".train2014.abcd1234.tmp"  # atomic_directory: half unpacked
+    stale_unpack.mkdir()
+    others = [
+        downloads / ".train2014.provenance.json.abcd1234.tmp",
+        downloads / ".val2014.abcd1234",
+    ]
+    for other in others:  # another output's scratch, or not a scratch name: not ours to remove
+        other.write_bytes(b"x")
+    with caplog.at_level(logging.WARNING, logger="mllm.atomic"):
+        fetch_image_folder(source.as_uri(), downloads / "train2014")
+    assert sorted(path.name for path in downloads.iterdir()) == sorted(
+        ["train2014", *(other.name for other in others)]
+    )
+    assert f"removing {stale_folder}" in caplog.text and f"removing {stale_unpack}" in caplog.text
 
 
 def test_fetch_file_http_refuses_html_pages(server, tmp_path):
@@ -519,8 +585,17 @@ def test_known_sources_are_plain_data_without_invented_digests():
         assert entry["evidence"], name
         if entry["kind"] == "manual":
             assert entry["source"] is None and entry["page"].startswith("https://"), name
+        if entry["kind"] == "url" and entry["source"] is not None:
+            assert entry["source"].startswith("https://"), name  # never plain http
     assert KNOWN_SOURCES["exercise_model"]["source"] == "HaoyeZhang/MLLM_Excercise_Model"
     assert len(SHIKRA_REC_EVAL_FILES) == 8
+
+
+def test_experiment_configs_download_over_https_only():
+    for path in sorted((REPO / "config" / "experiments").glob("*.yaml")):
+        real = yaml.safe_load(path.read_text()).get("real", {})
+        plain = [key for key, value in real.items() if str(value).startswith("http://")]
+        assert plain == [], path.name
 
 
 # --- grounding: REC files and the COCO image folder --------------------------------------------

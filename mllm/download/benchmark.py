@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mllm.atomic import atomic_file
+from mllm.atomic import atomic_file, remove_stale_scratch
 from mllm.download.errors import FetchError
 from mllm.download.fetch import fetch_bytes, jsonl_problem
 from mllm.download.provenance import fetch_record
@@ -17,10 +17,11 @@ def fetch_benchmark(source: str, dest: Path, *, sha256: str | None = None) -> di
     ``dest`` after checking every line, so a bad line fails here with its number, before any GPU
     decoding starts."""
     dest = Path(dest)
+    remove_stale_scratch(dest)
     with atomic_file(dest) as scratch:
-        digest, size = fetch_bytes(source, scratch, sha256=sha256)
+        fetched = fetch_bytes(source, scratch, sha256=sha256)
         questions = _validate_benchmark(scratch, source)
-    return fetch_record(source, digest, size, member=None, questions=questions)
+    return fetch_record(source, fetched, member=None, questions=questions)
 
 
 def _validate_benchmark(path: Path, source: str) -> int:

@@ -1,5 +1,10 @@
 """Bytes from a source: an ``http(s)://`` URL (retried on transient failures, checked against the
 announced length), a ``file://`` URL or a local path, streamed into a file and hashed on the way.
+
+A response cut short is caught when the server announced a length (``Content-Length``) or sent
+the body chunked (a cut chunked body lacks its final chunk); with neither, and no pinned sha256,
+nothing can tell a dropped connection from the end of the file: the fetch says so in the log
+and its provenance records ``size_verified: false``.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 from urllib.parse import urlparse
 
 from tqdm.auto import tqdm
@@ -37,20 +42,37 @@ class _TransientError(Exception):
     """A failure worth another attempt: a dropped connection, an overloaded server."""
 
 
-def fetch_bytes(
-    source: str | os.PathLike, target: Path, *, sha256: str | None = None
-) -> tuple[str, int]:
-    """Stream ``source`` into ``target``; return its (sha256, size), checked against ``sha256``."""
+class Fetched(NamedTuple):
+    """What a fetch wrote: its digest, its size, and whether that size is known to be whole (a
+    local file, an announced length or chunked body, or a pinned sha256 that matched)."""
+
+    sha256: str
+    size: int
+    size_verified: bool
+
+
+def fetch_bytes(source: str | os.PathLike, target: Path, *, sha256: str | None = None) -> Fetched:
+    """Stream ``source`` into ``target``, checked against ``sha256``."""
     path = local_path(source)
     if path is None:
-        digest, size = _download(os.fspath(source), target)
+        digest, size, verified = _download(os.fspath(source), target)
     elif path.is_file():
         with open(path, "rb") as reader:
             digest, size = pump(reader, target, path.stat().st_size, path.name)
+        verified = True
     else:
         raise FetchError(f"{source}: no such file")
     check_sha256(source, sha256, digest)
-    return digest, size
+    if not verified and sha256 is None:
+        log.warning(
+            "%s: UNVERIFIED SIZE: the server announced no length (no Content-Length, not chunked) "
+            "and no sha256 is pinned, so a connection cut short would look like the end of the "
+            "file. Got %d bytes with sha256 %s: check them and pin that digest in the config.",
+            source,
+            size,
+            digest,
+        )
+    return Fetched(digest, size, verified or sha256 is not None)
 
 
 def local_path(source: str | os.PathLike) -> Path | None:
@@ -84,7 +106,7 @@ def pump(reader: BinaryIO, target: Path, total: int | None, label: str) -> tuple
     return digest.hexdigest(), size
 
 
-def _download(url: str, target: Path) -> tuple[str, int]:
+def _download(url: str, target: Path) -> tuple[str, int, bool]:
     """GET ``url`` into ``target``, retrying transient failures with growing waits."""
     for delay in RETRY_DELAYS_SECONDS:
         try:
@@ -99,8 +121,9 @@ def _download(url: str, target: Path) -> tuple[str, int]:
         raise FetchError(f"{url}: still failing after {attempts} attempts: {error}") from error
 
 
-def _download_once(url: str, target: Path) -> tuple[str, int]:
-    """One GET; a permanent HTTP error (404, 403, ...) raises FetchError, not worth a retry."""
+def _download_once(url: str, target: Path) -> tuple[str, int, bool]:
+    """One GET: (sha256, size, whether the size was checked against the server's framing). A
+    permanent HTTP error (404, 403, ...) raises FetchError, not worth a retry."""
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     try:
         with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_SECONDS) as response:
@@ -110,6 +133,8 @@ def _download_once(url: str, target: Path) -> tuple[str, int]:
                     "page?); download it by hand and give its local path"
                 )
             expected = _content_length(response)
+            # http.client raises IncompleteRead (below) for a chunked body without its last chunk
+            framed = expected is not None or getattr(response, "chunked", False)
             digest, size = pump(response, target, expected, PurePosixPath(urlparse(url).path).name)
     except urllib.error.HTTPError as error:
         if error.code in TRANSIENT_HTTP_CODES:
@@ -125,7 +150,7 @@ def _download_once(url: str, target: Path) -> tuple[str, int]:
     # http.client returns a short body without complaint when the server hangs up early.
     if expected is not None and size != expected:
         raise _TransientError(f"connection closed after {size} of {expected} bytes")
-    return digest, size
+    return digest, size, framed
 
 
 def _content_length(response: http.client.HTTPResponse) -> int | None:

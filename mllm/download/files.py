@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from mllm.atomic import atomic_file
+from mllm.atomic import atomic_file, remove_stale_scratch
 from mllm.download.archives import extract_member
 from mllm.download.fetch import fetch_bytes, local_path, scratch_dir
 from mllm.download.provenance import fetch_record, file_records
@@ -22,15 +22,16 @@ def fetch_file(
     is what publishers list digests for); the returned ``sha256`` and ``bytes`` describe it too.
     """
     dest = Path(dest)
+    remove_stale_scratch(dest)
     with atomic_file(dest) as scratch:
         if member is None:
-            digest, size = fetch_bytes(source, scratch, sha256=sha256)
+            fetched = fetch_bytes(source, scratch, sha256=sha256)
         else:
             with scratch_dir(dest) as work:
                 archive = work / "archive.zip"
-                digest, size = fetch_bytes(source, archive, sha256=sha256)
+                fetched = fetch_bytes(source, archive, sha256=sha256)
                 extract_member(archive, member, scratch, source)
-    return fetch_record(source, digest, size, member=member)
+    return fetch_record(source, fetched, member=member)
 
 
 def fetch_file_set(
@@ -50,20 +51,21 @@ def fetch_file_set(
     folder = local if local is not None and local.is_dir() else None
     if folder is not None and sha256 is not None:
         raise ValueError(f"{source}: sha256 checks a zip archive, not a folder")
+    remove_stale_scratch(dest_dir)
     with scratch_dir(dest_dir) as work:
         if folder is None:
             archive = work / "archive.zip"
-            archive_digest, archive_size = fetch_bytes(source, archive, sha256=sha256)
+            fetched = fetch_bytes(source, archive, sha256=sha256)
             files = {
                 name: extract_member(archive, member, work / name, source)
                 for name, member in members.items()
             }
         else:
-            archive_digest = archive_size = None
+            fetched = None
             files = {name: fetch_bytes(locate(folder, name), work / name) for name in members}
         for name in members:
             validate(work / name, name)
         dest_dir.mkdir(parents=True, exist_ok=True)
         for name in members:
             os.replace(work / name, dest_dir / name)
-    return fetch_record(source, archive_digest, archive_size, files=file_records(files))
+    return fetch_record(source, fetched, files=file_records(files))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from mllm.atomic import atomic_directory
+from mllm.atomic import atomic_directory, remove_stale_scratch
 from mllm.download.archives import unpack_images
 from mllm.download.errors import FetchError
 from mllm.download.fetch import fetch_bytes, scratch_dir
@@ -20,12 +20,13 @@ def fetch_image_folder(source: str, dest: Path, *, sha256: str | None = None) ->
     appears only once complete.
     """
     dest = Path(dest)
+    remove_stale_scratch(dest)
     with atomic_directory(dest) as scratch, scratch_dir(dest) as work:
         archive = work / "archive.zip"
-        digest, size = fetch_bytes(source, archive, sha256=sha256)
+        fetched = fetch_bytes(source, archive, sha256=sha256)
         try:
             with zipfile.ZipFile(archive) as bundle:
                 images = unpack_images(bundle, Path(scratch), source)
         except zipfile.BadZipFile as error:
             raise FetchError(f"{source}: not a readable zip archive ({error})") from error
-    return fetch_record(source, digest, size, images=images)
+    return fetch_record(source, fetched, images=images)

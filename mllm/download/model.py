@@ -12,7 +12,7 @@ from pathlib import Path
 from huggingface_hub import model_info, snapshot_download
 from huggingface_hub.utils import filter_repo_objects
 
-from mllm.atomic import atomic_directory
+from mllm.atomic import atomic_directory, remove_stale_scratch
 from mllm.download.errors import FetchError
 from mllm.download.fetch import local_path, read_fetched_json
 
@@ -39,6 +39,7 @@ def snapshot_model(
     """
     dest = Path(dest)
     local = local_path(source)
+    remove_stale_scratch(dest)
     with atomic_directory(dest) as scratch:
         if local is not None and local.is_dir():
             if revision is not None:

@@ -18,11 +18,16 @@ def check_sha256(source: str, expected: str | None, digest: str) -> None:
         raise FetchError(f"{source}: sha256 mismatch: expected {expected}, got {digest}")
 
 
-def fetch_record(source: str, digest: str | None, size: int | None, **details) -> dict:
-    """``{source, sha256, bytes, **details}``: what was fetched, its digest and its size."""
-    return {"source": source, "sha256": digest, "bytes": size, **details}
+def fetch_record(source: str, fetched: tuple | None, **details) -> dict:
+    """``{source, sha256, bytes, size_verified, **details}``: what was fetched (``fetched``, a
+    ``mllm.download.fetch.Fetched``; None for a folder of files), its digest and its size, and
+    whether that size is known to be whole."""
+    if fetched is None:
+        return {"source": source, "sha256": None, "bytes": None, **details}
+    digest, size, verified = fetched
+    return {"source": source, "sha256": digest, "bytes": size, "size_verified": verified, **details}
 
 
-def file_records(files: Mapping[str, tuple[str, int]]) -> dict[str, dict]:
-    """name -> ``{sha256, bytes}`` of each file of a set."""
-    return {name: {"sha256": digest, "bytes": size} for name, (digest, size) in files.items()}
+def file_records(files: Mapping[str, tuple]) -> dict[str, dict]:
+    """name -> ``{sha256, bytes}`` of each file of a set ((sha256, size, ...) tuples)."""
+    return {name: {"sha256": file[0], "bytes": file[1]} for name, file in files.items()}

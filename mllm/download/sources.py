@@ -41,7 +41,7 @@ KNOWN_SOURCES: dict[str, dict] = {
     },
     "coco2014_annotations": {
         "kind": "url",
-        "source": "http://images.cocodataset.org/annotations/annotations_trainval2014.zip",
+        "source": "https://images.cocodataset.org/annotations/annotations_trainval2014.zip",
         "files": [
             f"annotations/{kind}_{split}.json"
             for kind in ("captions", "instances")
@@ -56,7 +56,7 @@ KNOWN_SOURCES: dict[str, dict] = {
     },
     "coco2014_train_images": {
         "kind": "url",
-        "source": "http://images.cocodataset.org/zips/train2014.zip",
+        "source": "https://images.cocodataset.org/zips/train2014.zip",
         "sha256": None,
         "evidence": (
             "RefCOCO images are COCO train2014 (shikras/shikra "
