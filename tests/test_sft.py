@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,6 +25,7 @@ from mllm.data.grounding import prepare_grounding_sft
 from mllm.eval.yesno import normalise, score
 from mllm.model.io import load_model
 from mllm.preference.settings import PreferenceSettings
+from mllm.train.checkpoint_lock import CheckpointsInUse, exclusive_checkpoints
 from mllm.train.datasets import SupervisedDataset
 from mllm.train.settings import TrainSettings
 from mllm.train.sft import train_sft
@@ -171,6 +174,58 @@ def test_a_bad_image_in_grounding_training_names_the_rec_line(tmp_path, base_and
             image_folder=train.parent,
             max_truncated_share=0.0,
         )
+
+
+LOCK_HOLDER = """
+import sys
+from mllm.train.checkpoint_lock import exclusive_checkpoints
+
+with exclusive_checkpoints(sys.argv[1], "mllm.train.sft"):
+    print("holding", flush=True)
+    sys.stdin.read()  # until the test closes it
+"""
+
+
+def test_a_second_trainer_on_the_same_checkpoints_is_refused_naming_the_holder(
+    tmp_path, base_and_data
+):
+    train, test = base_and_data
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(tmp_path / "checkpoints")],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline() == "holding\n"
+        host = re.escape(socket.gethostname())
+        with pytest.raises(CheckpointsInUse, match=rf"with pid {holder.pid} on host {host}"):
+            run_sft(tmp_path, train, test)
+        assert not (tmp_path / "sft").exists()
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    run_sft(tmp_path, train, test)  # the holder is gone, and with it its lock
+    assert (tmp_path / "sft").is_dir()
+
+
+def test_the_other_ranks_of_a_job_take_no_lock_so_they_never_refuse_each_other(
+    tmp_path, monkeypatch
+):
+    checkpoints = tmp_path / "checkpoints"
+    with exclusive_checkpoints(checkpoints, "job"):  # rank 0 of this job
+        with (
+            pytest.raises(CheckpointsInUse, match=f"pid {os.getpid()}"),
+            exclusive_checkpoints(checkpoints, "another job"),
+        ):
+            pass
+        monkeypatch.setenv("RANK", "1")
+        with exclusive_checkpoints(checkpoints, "job"):  # rank 1 of the same job
+            pass
+    monkeypatch.setenv("RANK", "0")
+    with exclusive_checkpoints(checkpoints, "job"):  # released when the block ended
+        pass
 
 
 RESUMABLE_RUN = """

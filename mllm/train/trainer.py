@@ -37,6 +37,7 @@ from mllm.model.lora import apply_lora
 from mllm.model.mllm import MLLMModel
 from mllm.workflow.code_inputs import code_inputs
 
+from .checkpoint_lock import exclusive_checkpoints
 from .datasets import PreprocessedDataset
 from .settings import TrainSettings
 
@@ -298,59 +299,65 @@ def train(
     ``checkpoint_dir`` lies outside the rule's declared outputs: Snakemake deletes outputs before a
     job starts, and a killed job must find its checkpoints on rerun. A checkpoint is resumed only
     by the same run: ``job`` (the job's module) and ``job_inputs`` (its settings and inputs besides
-    ``settings``, the starting model and the data) complete its ``run_fingerprint``.
+    ``settings``, the starting model and the data) complete its ``run_fingerprint``. A second job
+    on the same ``checkpoint_dir`` while this one runs is refused (``CheckpointsInUse``).
     """
-    refuse_sharded_weights(settings.deepspeed)
-    set_seed(settings.seed)
-    fingerprint = run_fingerprint(
-        settings, model, tokenizer, train_dataset, job=job, job_inputs=job_inputs
-    )
-    trainable = set_trainable_parts(model, settings)
-    if settings.lora is not None:
-        model = apply_lora(model, settings.lora)
-    if settings.gradient_checkpointing:
-        model.enable_input_require_grads()
-    collate = collate or partial(
-        sft_collate, max_length=settings.max_length, pad_token_id=tokenizer.pad_token_id or 0
-    )
-    trainer = trainer_class(
-        model=model,
-        args=training_arguments(settings, checkpoint_dir, evaluate=eval_dataset is not None),
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        data_collator=collate,
-        **(trainer_kwargs or {}),
-    )
-    # The starting model's eval loss, measured in the same job so "before vs after" is one artifact.
-    eval_loss_before = trainer.evaluate()["eval_loss"] if eval_dataset is not None else None
-    with trainer.args.main_process_first(local=False, desc="checkpoint lookup"):
-        last_checkpoint = resumable_checkpoint(checkpoint_dir, fingerprint)
-    if last_checkpoint:
-        log.info("resuming from %s", last_checkpoint)
-    result = trainer.train(resume_from_checkpoint=last_checkpoint)
-    train_loss = result.training_loss  # an uninterrupted run's: the Trainer's own mean
-    if last_checkpoint:
-        train_loss = whole_run_train_loss(trainer.state, _step(Path(last_checkpoint)), train_loss)
-    metrics = {
-        "train_loss": train_loss,
-        "global_step": trainer.state.global_step,
-        "world_size": trainer.args.world_size,  # processes (GPUs): global batch = per-device × this
-        "resumed_from": Path(last_checkpoint).name if last_checkpoint else None,
-        "trainable_parameters": trainable
-        if settings.lora is None
-        else {
-            "lora_and_saved_modules": sum(p.numel() for p in model.parameters() if p.requires_grad)
-        },
-    }
-    if eval_dataset is not None:
-        metrics["eval_loss_before"] = eval_loss_before
-        metrics["eval_loss"] = trainer.evaluate()["eval_loss"]
-    if trainer.is_world_process_zero():  # every rank holds the same weights; one writes them
-        final = model.merge_and_unload() if settings.lora is not None else model
-        save_model(final, tokenizer, model_dir)
-        trainer.state.save_to_json(str(state_path))
-        write_json(metrics_path, metrics)
-        # Checkpoints only serve a killed run. Once the outputs exist they are dead weight (GBs for
-        # a real model), and resuming a *finished* run would make the Trainer take extra steps.
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    return metrics
+    with exclusive_checkpoints(checkpoint_dir, job):  # one trainer per checkpoint folder
+        refuse_sharded_weights(settings.deepspeed)
+        set_seed(settings.seed)
+        fingerprint = run_fingerprint(
+            settings, model, tokenizer, train_dataset, job=job, job_inputs=job_inputs
+        )
+        trainable = set_trainable_parts(model, settings)
+        if settings.lora is not None:
+            model = apply_lora(model, settings.lora)
+        if settings.gradient_checkpointing:
+            model.enable_input_require_grads()
+        collate = collate or partial(
+            sft_collate, max_length=settings.max_length, pad_token_id=tokenizer.pad_token_id or 0
+        )
+        trainer = trainer_class(
+            model=model,
+            args=training_arguments(settings, checkpoint_dir, evaluate=eval_dataset is not None),
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            data_collator=collate,
+            **(trainer_kwargs or {}),
+        )
+        # The starting model's eval loss, measured in the same job so "before vs after" is one artifact.
+        eval_loss_before = trainer.evaluate()["eval_loss"] if eval_dataset is not None else None
+        with trainer.args.main_process_first(local=False, desc="checkpoint lookup"):
+            last_checkpoint = resumable_checkpoint(checkpoint_dir, fingerprint)
+        if last_checkpoint:
+            log.info("resuming from %s", last_checkpoint)
+        result = trainer.train(resume_from_checkpoint=last_checkpoint)
+        train_loss = result.training_loss  # an uninterrupted run's: the Trainer's own mean
+        if last_checkpoint:
+            train_loss = whole_run_train_loss(
+                trainer.state, _step(Path(last_checkpoint)), train_loss
+            )
+        metrics = {
+            "train_loss": train_loss,
+            "global_step": trainer.state.global_step,
+            "world_size": trainer.args.world_size,  # processes (GPUs): global batch = per-device × this
+            "resumed_from": Path(last_checkpoint).name if last_checkpoint else None,
+            "trainable_parameters": trainable
+            if settings.lora is None
+            else {
+                "lora_and_saved_modules": sum(
+                    p.numel() for p in model.parameters() if p.requires_grad
+                )
+            },
+        }
+        if eval_dataset is not None:
+            metrics["eval_loss_before"] = eval_loss_before
+            metrics["eval_loss"] = trainer.evaluate()["eval_loss"]
+        if trainer.is_world_process_zero():  # every rank holds the same weights; one writes them
+            final = model.merge_and_unload() if settings.lora is not None else model
+            save_model(final, tokenizer, model_dir)
+            trainer.state.save_to_json(str(state_path))
+            write_json(metrics_path, metrics)
+            # Checkpoints only serve a killed run. Once the outputs exist they are dead weight (GBs for
+            # a real model), and resuming a *finished* run would make the Trainer take extra steps.
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        return metrics
