@@ -68,7 +68,8 @@ def image_manifests(*world_files):
     """`input: images=`: the content manifests of the image folders `world_files` read (the
     world's WORLD_IMAGES), so a replaced image reruns exactly the jobs that read it. Reading the
     Snakefile brings each manifest up to date first: an image rewritten in place changes no
-    mtime Snakemake looks at. Jobs re-reading it on a cluster node leave that to the head."""
+    mtime Snakemake looks at. Jobs re-reading it on cluster nodes leave that to the head.
+    """
     return [fresh_manifest(name) for name in WORLD_IMAGES.names_of(world_files)]
 
 
