@@ -158,7 +158,7 @@ class RealWorld:
         for path, source in self.sources.items():
             if source.image_folder is None:
                 continue
-            name = names.get(path, "coco_train_images")
+            name = names.get(path, "coco_train_images")  # else a REC file: COCO train2014
             folders[name] = source.image_folder
             read_by[path] = name
         made_by = {
