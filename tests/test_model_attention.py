@@ -159,3 +159,36 @@ def test_whole_model_eager_equals_sdpa(batch):
         eager = eager_model(**batch, attention_mask=attention_mask).logits
         sdpa = sdpa_model(**batch, attention_mask=attention_mask).logits
     torch.testing.assert_close(eager, sdpa, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("implementation", ["eager", "sdpa"])
+@pytest.mark.parametrize(
+    "query_length, past_length", [(7, 0), (1, 9)], ids=["prefill", "decode-step"]
+)
+def test_grouped_kv_heads_give_the_bits_of_repeated_ones(implementation, query_length, past_length):
+    """The decoder hands ``attend`` its Hkv cached heads; reading them in place must change no bit
+    of the output (else batched decoding would drift from what it decoded before)."""
+    generator = torch.Generator().manual_seed(4)
+    key_length = past_length + query_length
+    query = torch.randn(3, 4, query_length, 16, generator=generator)
+    key, value = (torch.randn(3, 2, key_length, 16, generator=generator) for _ in range(2))
+    attention_mask = torch.ones(3, key_length, dtype=torch.long)
+    attention_mask[1, :3] = 0  # a left-padded row
+    additive = causal_additive_mask(
+        attention_mask, query_length, past_length, torch.float32, "cpu", 3
+    )
+    grouped = attend(implementation, query, key, value, additive)
+    repeated = attend(implementation, query, repeat_kv(key, 2), repeat_kv(value, 2), additive)
+    assert torch.equal(grouped, repeated)
+    if past_length == 0:
+        causal = attend(implementation, query, key, value, None, is_causal=True)
+        assert torch.equal(
+            causal,
+            attend(
+                implementation,
+                query,
+                *(repeat_kv(t, 2) for t in (key, value)),
+                None,
+                is_causal=True,
+            ),
+        )

@@ -7,6 +7,10 @@ Two interchangeable paths selected by ``attn_implementation``:
   forks got wrong (they ``masked_fill`` an additive mask, inverting it);
 * ``sdpa`` calls ``torch.nn.functional.scaled_dot_product_attention`` with the same additive mask.
 
+Both take grouped-query keys and values ([B, Hkv, kv, d] with Hkv dividing the query heads H):
+eager repeats them, sdpa reads each KV head for its H/Hkv query heads in place (``enable_gqa``),
+which gives the same bits without copying the whole KV cache at every decoding step.
+
 Tests hold the two equal (and equal to a float64 reference) so the fast path can be trusted.
 """
 
@@ -74,11 +78,13 @@ def eager_attention(
     training: bool = False,
     is_causal: bool = False,
 ) -> torch.Tensor:
-    """softmax(QKᵀ/√d + M)·V on [B, H, q, d] tensors (KV heads already repeated); returns [B, H, q, d].
+    """softmax(QKᵀ/√d + M)·V for query [B, H, q, d], key/value [B, Hkv, kv, d]; returns [B, H, q, d].
 
     The softmax runs in float32, or in float64 for float64 inputs: cast to float32, float64's
     dtype-min mask turns to −inf and a fully masked row (a left pad's query) to NaN.
     """
+    n_rep = query.shape[1] // key.shape[1]
+    key, value = repeat_kv(key, n_rep), repeat_kv(value, n_rep)
     scale = query.shape[-1] ** -0.5
     scores = torch.matmul(query, key.transpose(-1, -2)) * scale  # [B, H, q, kv]
     if is_causal:
@@ -113,6 +119,7 @@ def sdpa_attention(
         attn_mask=additive_mask,
         dropout_p=dropout if training else 0.0,
         is_causal=is_causal and additive_mask is None,
+        enable_gqa=key.shape[1] != query.shape[1],
     )
 
 

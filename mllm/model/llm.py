@@ -12,7 +12,7 @@ from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
-from .attention import attend, causal_additive_mask, repeat_kv
+from .attention import attend, causal_additive_mask
 from .config import MLLMConfig
 from .pretrained import MLLMPreTrainedModel
 from .rotary import RotaryEmbedding, apply_rotary
@@ -34,7 +34,8 @@ class RMSNorm(nn.Module):
 
 
 class LLMAttention(nn.Module):
-    """Grouped-query self-attention; KV heads are repeated *after* RoPE, as in Qwen2."""
+    """Grouped-query self-attention; KV heads are shared *after* RoPE, as in Qwen2, and the cache
+    keeps the Hkv heads (``attend`` maps each query head to its KV head)."""
 
     def __init__(self, config: MLLMConfig, layer_idx: int):
         super().__init__()
@@ -73,8 +74,6 @@ class LLMAttention(nn.Module):
         query, key = apply_rotary(query, cos, sin), apply_rotary(key, cos, sin)  # [B, H(kv), L, D]
         if cache is not None:
             key, value = cache.update(key, value, self.layer_idx)  # [B, Hkv, past+L, D]
-        n_rep = self.num_heads // self.num_kv_heads
-        key, value = repeat_kv(key, n_rep), repeat_kv(value, n_rep)
         output = attend(
             self.config._attn_implementation,
             query,

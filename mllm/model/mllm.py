@@ -10,6 +10,7 @@ from torch import nn
 from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from .cache import in_place_cache
 from .config import MLLMConfig
 from .llm import IGNORE_INDEX, LLMForCausalLM, supervised_token_loss
 from .pretrained import MLLMPreTrainedModel
@@ -194,9 +195,12 @@ class MLLMModel(MLLMPreTrainedModel):
         taking left padding for prompt, but with ``inputs_embeds`` those ids are the generated
         tokens, so a padded row would go unpenalised for as many steps as it has pads. Ours
         penalises every generated token, as the exercise's ``chat()`` does for one unpadded sample.
+
+        The KV cache is written in place (``in_place_cache``): same values, no per-step copy.
         """
         inputs_embeds = self.get_vllm_embedding(input_ids, pixel_values, tgt_sizes, image_bound)
         generation_kwargs.setdefault("pad_token_id", self.config.pad_token_id)
+        generation_kwargs.setdefault("cache", in_place_cache())
         if self.config.eos_token_id is not None:
             generation_kwargs.setdefault("eos_token_id", self.config.eos_token_id)
         penalty = generation_kwargs.get(

@@ -1,0 +1,80 @@
+"""A KV cache that writes each decoding step in place instead of re-concatenating the past.
+
+HF's ``DynamicLayer`` appends with ``torch.cat``, copying the whole cache of every layer at every
+step: work that grows with batch × length and is a good part of a batched step on a CPU. This
+layer keeps a buffer with room to spare and hands attention a view of its filled part; the
+values, and so every score, are the same bits as with ``DynamicLayer``.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers.cache_utils import Cache, DynamicLayer
+
+SPARE_POSITIONS = 64  # room allocated past the current length; doubles when it runs out
+
+
+class InPlaceLayer(DynamicLayer):
+    """``DynamicLayer`` whose ``keys``/``values`` are views [B, Hkv, length, D] of larger buffers.
+
+    HF's own methods (``crop``, ``batch_select_indices``, …) may replace ``keys`` by a fresh
+    tensor; the next ``update`` then copies it into a new buffer, so they stay correct.
+    """
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        super().lazy_initialization(key_states, value_states)
+        self.key_buffer = self.value_buffer = None  # [B, Hkv, capacity, D]
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        length = self.keys.shape[-2] if self.keys.numel() else 0
+        total = length + key_states.shape[-2]
+        if not self._keys_are_buffer_views() or total > self.key_buffer.shape[-2]:
+            self.key_buffer = self._grown(self.keys, key_states, length, total)
+            self.value_buffer = self._grown(self.values, value_states, length, total)
+        self.key_buffer[:, :, length:total] = key_states
+        self.value_buffer[:, :, length:total] = value_states
+        self.keys = self.key_buffer[:, :, :total]
+        self.values = self.value_buffer[:, :, :total]
+        return self.keys, self.values
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        """Beam search: pick rows of the buffers (one copy, as HF's ``index_select`` makes)."""
+        if self.get_seq_length() > 0 and self._keys_are_buffer_views():
+            length = self.keys.shape[-2]
+            beam_idx = beam_idx.to(self.key_buffer.device)
+            self.key_buffer = self.key_buffer.index_select(0, beam_idx)
+            self.value_buffer = self.value_buffer.index_select(0, beam_idx)
+            self.keys = self.key_buffer[:, :, :length]
+            self.values = self.value_buffer[:, :, :length]
+        else:
+            super().reorder_cache(beam_idx)
+
+    def _keys_are_buffer_views(self) -> bool:
+        """Whether ``keys`` is still a prefix of ``key_buffer`` (HF's ``crop`` keeps it one)."""
+        return (
+            self.key_buffer is not None
+            and self.keys.numel() > 0
+            and self.keys.data_ptr() == self.key_buffer.data_ptr()
+            and self.keys.shape[0] == self.key_buffer.shape[0]
+            and self.keys.stride() == self.key_buffer.stride()
+        )
+
+    @staticmethod
+    def _grown(past: torch.Tensor, new: torch.Tensor, length: int, total: int) -> torch.Tensor:
+        """A buffer [B, Hkv, capacity, D] holding ``past``'s first ``length`` positions, with
+        room for ``total`` and as many again (at least ``SPARE_POSITIONS``)."""
+        batch, heads, _, head_dim = new.shape
+        capacity = total + max(total, SPARE_POSITIONS)
+        buffer = new.new_empty(batch, heads, capacity, head_dim)
+        if length:
+            buffer[:, :, :length] = past[:, :, :length]
+        return buffer
+
+
+def in_place_cache() -> Cache:
+    """An empty cache of :class:`InPlaceLayer` for ``generate(cache=...)``."""
+    return Cache(layer_class_to_replicate=InPlaceLayer)
