@@ -72,11 +72,10 @@ class HFFamily(ModelFamily):
         device: torch.device | str | None = None,
         trust_remote_code: bool = False,
     ) -> LoadedModel:
-        image_processor = AutoImageProcessor.from_pretrained(
+        processor = AutoProcessor.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+        # swapped in afterwards: passed to from_pretrained, it leaks into the tokenizer's kwargs
+        processor.image_processor = AutoImageProcessor.from_pretrained(
             model_dir, backend=IMAGE_BACKEND, trust_remote_code=trust_remote_code
-        )
-        processor = AutoProcessor.from_pretrained(
-            model_dir, image_processor=image_processor, trust_remote_code=trust_remote_code
         )
         if not processor.chat_template:
             processor.chat_template = shipped_template(self.template_file)
@@ -205,9 +204,11 @@ class HFFamily(ModelFamily):
         cut = next((i for i, token in enumerate(tokens) if token in terminators), len(tokens))
         pad_id = self.tokenizer(loaded).pad_token_id
         kept = [token for token in tokens[:cut] if token != pad_id]
-        return self.tokenizer(loaded).decode(
-            kept, skip_special_tokens=not self.keep_special_tokens
-        ).strip()
+        return (
+            self.tokenizer(loaded)
+            .decode(kept, skip_special_tokens=not self.keep_special_tokens)
+            .strip()
+        )
 
     def image_token_counts(self, loaded: LoadedModel, images: Sequence[Image.Image]) -> list[int]:
         """Tokens of each image's region in a prompt, its start/end tokens included."""
@@ -269,10 +270,7 @@ class HFFamily(ModelFamily):
     def _prompt_length(self, loaded, prefix: list[dict], images, input_ids, source: str) -> int:
         """Tokens of ``prefix`` + the generation prompt; they must start ``input_ids``."""
         shown = sum(
-            1
-            for message in prefix
-            for part in message["content"]
-            if part["type"] == "image"
+            1 for message in prefix for part in message["content"] if part["type"] == "image"
         )
         prompt_ids = self._encode(loaded, prefix, images[:shown], add_generation_prompt=True)[
             "input_ids"
@@ -312,7 +310,7 @@ class GridBoxFamily(HFFamily):
         scales = (width, height, width, height)
         return [
             min(self.grid, max(0, round(value / scale * self.grid)))
-            for value, scale in zip(box, scales)
+            for value, scale in zip(box, scales, strict=True)
         ]
 
     def _from_grid(self, values: Sequence[float], image: Image.Image) -> Box:
@@ -360,7 +358,7 @@ class Qwen2_5_VLFamily(HFFamily):
         limits = (resized_width, resized_height) * 2
         values = [
             min(limit, max(0, round(value * scale)))
-            for value, scale, limit in zip(box, scales, limits)
+            for value, scale, limit in zip(box, scales, limits, strict=True)
         ]
         return _bbox_json(expression, values)
 
@@ -374,7 +372,7 @@ class Qwen2_5_VLFamily(HFFamily):
         limits = (resized_width, resized_height) * 2
         return tuple(
             min(limit, max(0.0, value)) * scale
-            for value, scale, limit in zip(values, scales, limits)
+            for value, scale, limit in zip(values, scales, limits, strict=True)
         )
 
 

@@ -4,6 +4,4 @@ from __future__ import annotations
 
 from mllm.family.hf import InternVLFamily, Qwen2_5_VLFamily, Qwen3VLFamily
 
-FAMILIES = {
-    family.name: family for family in (Qwen2_5_VLFamily, Qwen3VLFamily, InternVLFamily)
-}
+FAMILIES = {family.name: family for family in (Qwen2_5_VLFamily, Qwen3VLFamily, InternVLFamily)}

@@ -72,8 +72,8 @@ def corpus() -> list[str]:
         for colour, thing, place in itertools.product(_COLOURS, _OBJECTS, _PLACES)
     ]
     sentences += [
-        f'{{"bbox_2d": [{a}, {b}, {a + 37}, {b + 113}], "label": "the {thing}"}}'
-        for (a, b), thing in zip(itertools.product(range(0, 1000, 97), repeat=2), _OBJECTS * 20)
+        f'{{"bbox_2d": [{a}, {b}, {a + 37}, {b + 113}], "label": "the {_OBJECTS[i % 10]}"}}'
+        for i, (a, b) in enumerate(itertools.product(range(0, 1000, 97), repeat=2))
     ]
     sentences += ["Is there a dog? Yes. Is there a cat? No.", "Describe the image in detail."]
     sentences += ["You are a helpful assistant.", "user", "assistant", "system"]
@@ -138,11 +138,18 @@ def _qwen_image_processor(patch_size: int) -> Qwen2VLImageProcessorPil:
 def qwen2_5_vl() -> tuple[object, object]:
     """(model, processor) of a tiny Qwen2.5-VL: 2 + 2 layers, 4–16 image tokens per image."""
     tokenizer = build_tokenizer(QWEN_VL_TOKENS, QWEN_BOX_TOKENS)
-    ids = {f"{name}_id": tokenizer.convert_tokens_to_ids(token) for name, token in QWEN_VL_TOKENS.items()}
+    ids = {
+        f"{name}_id": tokenizer.convert_tokens_to_ids(token)
+        for name, token in QWEN_VL_TOKENS.items()
+    }
     config = Qwen2_5_VLConfig(
         text_config=_text_config(
             tokenizer,
-            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 2, 2]},
+            rope_parameters={
+                "rope_type": "default",
+                "rope_theta": 10000.0,
+                "mrope_section": [4, 2, 2],
+            },
         ),
         vision_config=dict(
             depth=2,
@@ -173,7 +180,10 @@ def qwen2_5_vl() -> tuple[object, object]:
 def qwen3_vl() -> tuple[object, object]:
     """(model, processor) of a tiny Qwen3-VL: 2 + 2 layers (deepstack at vision layer 1)."""
     tokenizer = build_tokenizer(QWEN_VL_TOKENS, QWEN_BOX_TOKENS)
-    ids = {f"{name}_id": tokenizer.convert_tokens_to_ids(token) for name, token in QWEN_VL_TOKENS.items()}
+    ids = {
+        f"{name}_id": tokenizer.convert_tokens_to_ids(token)
+        for name, token in QWEN_VL_TOKENS.items()
+    }
     config = Qwen3VLConfig(
         text_config=_text_config(
             tokenizer,
@@ -255,7 +265,10 @@ def _model(config):
 
 
 def _token_ids_of(text_config) -> dict:
-    return {name: getattr(text_config, name) for name in ("bos_token_id", "eos_token_id", "pad_token_id")}
+    return {
+        name: getattr(text_config, name)
+        for name in ("bos_token_id", "eos_token_id", "pad_token_id")
+    }
 
 
 BUILDERS: dict[str, Callable[[], tuple[object, object]]] = {
