@@ -101,6 +101,19 @@ class ModelFamily(ABC):
         """Right-padded batch: model kwargs (``input_ids``, ``attention_mask`` from real lengths,
         image tensors…) plus ``labels`` [B, L]. Rows keep their order."""
 
+    def supervised_logits(
+        self, model: torch.nn.Module, inputs: Mapping[str, Any], labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits, labels)`` for the training loss: logits [..., V] paired one to one with
+        labels [...] (−100 where unsupervised), from a forward on ``inputs`` (a ``collate`` batch
+        without its ``labels``). ``model`` is the one being trained (LoRA-wrapped perhaps).
+
+        Added for the SFT loss, which the library computes: by default every position's logits;
+        a family may run its LM head only at supervised positions while training (the own
+        family does: [B, L, V] logits are the largest activation of a step).
+        """
+        return model(**inputs).logits, labels
+
     @abstractmethod
     def generation_inputs(
         self,
