@@ -17,7 +17,7 @@ import torch
 
 from mllm.data.images import load_image
 from mllm.eval.decoding import generate_answers, read_benchmark
-from mllm.model.io import load_model
+from mllm.family.registry import load_model
 
 STRATEGIES = {
     "greedy": dict(do_sample=False, max_new_tokens=64),

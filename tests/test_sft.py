@@ -19,7 +19,7 @@ from transformers import Trainer
 
 from mllm.data.errors import DataError
 from mllm.eval.yesno import normalise, score
-from mllm.model.io import load_model
+from mllm.family.registry import load_model
 from mllm.preference.settings import PreferenceSettings
 from mllm.train.datasets import SupervisedDataset
 from mllm.train.settings import TrainSettings

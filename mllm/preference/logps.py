@@ -55,19 +55,11 @@ def mean_token_nll(per_token: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
 
 def concatenated_logps(model: nn.Module, batch: Mapping) -> SequenceLogps:
     """Log-probs of the 2B rows ([chosen; rejected]) of a ``preference_collate`` batch, in ONE
-    forward pass with the batch's real attention mask.
+    forward pass on its ``model_inputs`` (the family's batch, with the real attention mask).
 
     Training and reference scoring both go through here, so at step 0 the policy's log-probs
     equal the cached reference's and every reward starts at exactly 0. The forward runs without
     labels: with labels in training mode the model returns only a loss, not the logits.
     """
-    outputs = model(
-        input_ids=batch["concatenated_input_ids"],
-        attention_mask=batch["concatenated_attention_mask"],
-        position_ids=batch["concatenated_position_ids"],
-        pixel_values=batch["pixel_values"],
-        tgt_sizes=batch["tgt_sizes"],
-        image_bound=batch["image_bound"],
-        use_cache=False,
-    )
+    outputs = model(**batch["model_inputs"], use_cache=False)
     return get_batch_logps(outputs.logits, batch["concatenated_labels"])  # [2B, L, V] -> [2B]
