@@ -425,3 +425,17 @@ def test_bare_projection_names_would_adapt_internvl_vision(loaded_models):
         name for name, _ in model.named_modules() if name.endswith(("q_proj", "k_proj", "v_proj"))
     ]
     assert any(name.startswith("model.vision_tower.") for name in bare)
+
+
+def test_model_parts_cover_every_parameter_and_freeze_apart(loaded, checkpoints):
+    model = loaded.family.load(checkpoints[loaded.family.name]).model  # a copy to freeze
+    parts = loaded.family.model_parts(model)
+    covered = {id(p) for _, module in parts.values() for p in module.parameters()}
+    assert covered == {id(p) for p in model.parameters()}
+    for role in ("vision", "projector", "llm"):  # the trainer's order
+        parts[role][1].requires_grad_(role == "projector")
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    projector_names = {
+        f"{parts['projector'][0]}.{name}" for name, _ in parts["projector"][1].named_parameters()
+    }
+    assert trainable == projector_names

@@ -61,6 +61,9 @@ class HFFamily(ModelFamily):
 
     template_file: ClassVar[str]  # shipped template, used when a checkpoint carries none
     keep_special_tokens: ClassVar[bool] = False  # decode answers with special tokens (P5)
+    vision_path: ClassVar[str] = "model.vision_tower"  # module paths for ``model_parts``
+    projector_path: ClassVar[str] = "model.multi_modal_projector"
+    llm_path: ClassVar[str] = "model.language_model"
 
     # -- checkpoints --------------------------------------------------------------------------
     def load(
@@ -104,6 +107,21 @@ class HFFamily(ModelFamily):
 
     def tokenizer(self, loaded: LoadedModel):
         return loaded.processor.tokenizer
+
+    def model_parts(self, model: torch.nn.Module) -> dict[str, tuple[str, torch.nn.Module]]:
+        """Vision tower, projector and LM; the LM's part holds ``lm_head`` too (it sits outside
+        ``language_model``). Qwen's projector (``merger``) sits inside its vision tower: the
+        trainer sets the projector after the vision tower, so ``tune_resampler`` decides it."""
+        if hasattr(model, "get_base_model"):  # a PEFT wrapper
+            model = model.get_base_model()
+        llm = torch.nn.ModuleDict(
+            {"language_model": model.get_submodule(self.llm_path), "lm_head": model.lm_head}
+        )
+        return {
+            "vision": (self.vision_path, model.get_submodule(self.vision_path)),
+            "projector": (self.projector_path, model.get_submodule(self.projector_path)),
+            "llm": (f"{self.llm_path}+lm_head", llm),
+        }
 
     # -- tensors ------------------------------------------------------------------------------
     def training_sample(
@@ -335,6 +353,8 @@ class Qwen2_5_VLFamily(HFFamily):
         "processor-resized image (multiples of patch × merge within the pixel limits)"
     )
     template_file = "qwen2_5_vl.jinja"
+    vision_path = "model.visual"
+    projector_path = "model.visual.merger"
 
     def resized_size(self, loaded: LoadedModel, image: Image.Image) -> tuple[int, int]:
         """(width, height) the processor resizes ``image`` to: the frame of this family's boxes."""
@@ -385,6 +405,8 @@ class Qwen3VLFamily(GridBoxFamily):
         "to the image (independent of the resize)"
     )
     template_file = "qwen3_vl.jinja"
+    vision_path = Qwen2_5_VLFamily.vision_path
+    projector_path = Qwen2_5_VLFamily.projector_path
 
     def box_answer(self, loaded: LoadedModel, expression: str, box: Box, image: Image.Image) -> str:
         return _bbox_json(expression, self._to_grid(box, image))
