@@ -102,12 +102,13 @@ def test_template_has_image_placeholder_and_generation_prompt(loaded):
 def test_image_tokens_equal_image_features(loaded):
     model = loaded.model
     inputs = loaded.family.generation_inputs(loaded, [QUESTION] * 2, images_of_two_sizes())
-    image_inputs = {key: inputs[key] for key in ("pixel_values", "image_grid_thw") if key in inputs}
+    image_keys = ("pixel_values", "image_grid_thw", "image_sizes")
+    image_inputs = {key: inputs[key] for key in image_keys if key in inputs}
     with torch.no_grad():
         features = model.get_image_features(**image_inputs).pooler_output
     rows = (
         sum(len(f) for f in features)
-        if isinstance(features, tuple)
+        if isinstance(features, (tuple, list))
         else math.prod(features.shape[:2])
     )
     image_tokens = (inputs["input_ids"] == model.config.image_token_id).sum(dim=1)  # [B]
@@ -380,12 +381,13 @@ def test_preflight_reports_lengths_and_refuses_cuts(loaded):
     assert report["sequence_length"]["max"] == max(lengths)
     assert report["sequence_length"]["min"] == min(lengths)
     assert report["image_tokens"]["max"] > report["image_tokens"]["min"]
-    with pytest.raises(DataError, match="sample 1: .* exceed max_length"):
+    longest = lengths.index(max(lengths))  # not always the larger image (LLaVA-OV's anyres)
+    with pytest.raises(DataError, match=f"sample {longest}: .* exceed max_length"):
         check_token_budget(loaded, samples, max_length=max(lengths) - 1)
     relaxed = check_token_budget(
         loaded, samples, max_length=max(lengths) - 1, refuse_over_length=False
     )
-    assert relaxed["over_max_length"] == [1]
+    assert relaxed["over_max_length"] == [longest]
     inside = second_image_position(loaded, _samples_of(loaded, samples[1:])[0]["input_ids"])
     with pytest.raises(DataError, match="sample 1: .*inside image tokens"):
         check_token_budget(loaded, samples[1:], max_length=inside, refuse_over_length=False)
@@ -434,8 +436,5 @@ def test_model_parts_cover_every_parameter_and_freeze_apart(loaded, checkpoints)
     assert covered == {id(p) for p in model.parameters()}
     for role in ("vision", "projector", "llm"):  # the trainer's order
         parts[role][1].requires_grad_(role == "projector")
-    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
-    projector_names = {
-        f"{parts['projector'][0]}.{name}" for name, _ in parts["projector"][1].named_parameters()
-    }
-    assert trainable == projector_names
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert trainable == {id(p) for p in parts["projector"][1].parameters()}

@@ -177,7 +177,7 @@ class HFFamily(ModelFamily):
         image_keys = dict.fromkeys(key for sample in samples for key in sample)
         for key in image_keys:
             if key not in batch and key not in TOKEN_KEYS and key != "truncated":
-                batch[key] = torch.cat([sample[key] for sample in samples if key in sample])
+                batch[key] = _cat_padded([sample[key] for sample in samples if key in sample])
         return batch
 
     def generation_inputs(
@@ -437,6 +437,45 @@ class InternVLFamily(GridBoxFamily):
         return None if values is None else self._from_grid(values, image)
 
 
+class LlavaOnevisionFamily(HFFamily):
+    name = "llava_onevision"
+    model_types = ("llava_onevision",)
+    lora_target_regex = r"model\.language_model\.layers\.\d+\.self_attn\.(q_proj|k_proj|v_proj)"
+    box_convention = (
+        "[x1, y1, x2, y2] as decimals (3 places) on 0–1 relative to the original image: the "
+        "workflow's own choice, OneVision documents none (LLaVA-1.5 data use 0–1 floats)"
+    )
+    template_file = "llava_onevision.jinja"
+
+    def model_parts(self, model: torch.nn.Module) -> dict[str, tuple[str, torch.nn.Module]]:
+        """The projector's part also holds ``image_newline`` (a bare parameter of ``model.model``)."""
+        parts = super().model_parts(model)
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        projector = torch.nn.Module()
+        projector.multi_modal_projector = parts["projector"][1]
+        projector.register_parameter("image_newline", base.model.image_newline)
+        parts["projector"] = (f"{self.projector_path}+model.image_newline", projector)
+        return parts
+
+    def box_answer(self, loaded: LoadedModel, expression: str, box: Box, image: Image.Image) -> str:
+        width, height = image.size
+        scales = (width, height) * 2
+        values = (
+            min(1.0, max(0.0, value / scale)) for value, scale in zip(box, scales, strict=True)
+        )
+        return "[" + ", ".join(f"{value:.3f}" for value in values) + "]"
+
+    def parse_box(self, loaded: LoadedModel, answer: str, image: Image.Image) -> Box | None:
+        values = self._first_four_numbers(answer, _FOUR_NUMBERS)
+        if values is None:
+            return None
+        width, height = image.size
+        scales = (width, height) * 2
+        return tuple(
+            min(1.0, max(0.0, value)) * scale for value, scale in zip(values, scales, strict=True)
+        )
+
+
 def _structured_messages(
     conversations: Sequence[Message], image_count: int, system_prompt: str | None, source: str
 ) -> list[dict]:
@@ -474,6 +513,18 @@ def _right_pad(rows: Sequence[torch.Tensor], width: int, value: int) -> torch.Te
     for index, row in enumerate(rows):
         padded[index, : len(row)] = row
     return padded
+
+
+def _cat_padded(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Concatenation along dim 0, zero-padding the other dims to the largest (LLaVA-OV's
+    [1, tiles, 3, H, W] rows differ in tiles; the model reads only each image's own)."""
+    shape = [max(t.shape[d] for t in tensors) for d in range(1, tensors[0].dim())]
+    padded = []
+    for tensor in tensors:
+        grown = tensor.new_zeros((tensor.shape[0], *shape))
+        grown[tuple(slice(0, size) for size in tensor.shape)] = tensor
+        padded.append(grown)
+    return torch.cat(padded)
 
 
 def _jsonable(value):

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from .base import LoadedModel, ModelFamily
-from .hf import InternVLFamily, Qwen2_5_VLFamily, Qwen3VLFamily
+from .hf import InternVLFamily, LlavaOnevisionFamily, Qwen2_5_VLFamily, Qwen3VLFamily
 from .own import OwnFamily
 
 FAMILIES: dict[str, type[ModelFamily]] = {
@@ -19,6 +19,7 @@ FAMILIES: dict[str, type[ModelFamily]] = {
     Qwen2_5_VLFamily.name: Qwen2_5_VLFamily,
     Qwen3VLFamily.name: Qwen3VLFamily,
     InternVLFamily.name: InternVLFamily,
+    LlavaOnevisionFamily.name: LlavaOnevisionFamily,
 }
 
 

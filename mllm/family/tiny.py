@@ -25,6 +25,8 @@ from transformers import (
     GenerationConfig,
     InternVLConfig,
     InternVLProcessor,
+    LlavaOnevisionConfig,
+    LlavaOnevisionProcessor,
     PreTrainedTokenizerFast,
     Qwen2_5_VLConfig,
     Qwen2_5_VLProcessor,
@@ -33,6 +35,12 @@ from transformers import (
 )
 from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
 from transformers.models.internvl.video_processing_internvl import InternVLVideoProcessor
+from transformers.models.llava_onevision.image_processing_pil_llava_onevision import (
+    LlavaOnevisionImageProcessorPil,
+)
+from transformers.models.llava_onevision.video_processing_llava_onevision import (
+    LlavaOnevisionVideoProcessor,
+)
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
@@ -59,6 +67,7 @@ INTERNVL_TOKENS = {  # the attributes InternVLProcessor reads (it has no default
     "video_token": "<video>",
 }
 INTERNVL_BOX_TOKENS = ("<ref>", "</ref>", "<box>", "</box>")
+LLAVA_TOKENS = {"image_token": "<image>", "video_token": "<video>"}
 
 _COLOURS = ("red", "blue", "green", "white", "black", "yellow", "brown", "grey")
 _OBJECTS = ("dog", "cat", "car", "person", "chair", "table", "bus", "bird", "cup", "tree")
@@ -256,6 +265,44 @@ def internvl() -> tuple[object, object]:
     return _model(config), processor
 
 
+def llava_onevision() -> tuple[object, object]:
+    """(model, processor) of a tiny LLaVA-OneVision: a 2-layer SigLIP on 16-px tiles of 2 × 2
+    patches, anyres up to 2 × 2 tiles, the "full" feature strategy of SigLIP (P7)."""
+    tokenizer = build_tokenizer(LLAVA_TOKENS)
+    image_size, patch_size = 16, 8
+    pinpoints = [[16, 16], [16, 32], [32, 16], [32, 32]]
+    config = LlavaOnevisionConfig(
+        text_config=dict(model_type="qwen2", **_text_config(tokenizer)),
+        vision_config=dict(
+            model_type="siglip_vision_model",
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=image_size,
+            patch_size=patch_size,
+        ),
+        image_token_index=tokenizer.convert_tokens_to_ids(LLAVA_TOKENS["image_token"]),
+        video_token_index=tokenizer.convert_tokens_to_ids(LLAVA_TOKENS["video_token"]),
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+        image_grid_pinpoints=pinpoints,
+    )
+    processor = LlavaOnevisionProcessor(
+        image_processor=LlavaOnevisionImageProcessorPil(
+            size={"height": image_size, "width": image_size}, image_grid_pinpoints=pinpoints
+        ),
+        tokenizer=tokenizer,
+        video_processor=LlavaOnevisionVideoProcessor(
+            size={"height": image_size, "width": image_size}
+        ),
+        num_image_tokens=(image_size // patch_size) ** 2,
+        vision_feature_select_strategy="full",
+        chat_template=shipped_template("llava_onevision.jinja"),
+    )
+    return _model(config), processor
+
+
 def _model(config):
     """The seeded random model of ``config``, its generation config carrying the token ids."""
     torch.manual_seed(SEED)
@@ -275,6 +322,7 @@ BUILDERS: dict[str, Callable[[], tuple[object, object]]] = {
     "qwen2_5_vl": qwen2_5_vl,
     "qwen3_vl": qwen3_vl,
     "internvl": internvl,
+    "llava_onevision": llava_onevision,
 }
 
 
