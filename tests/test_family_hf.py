@@ -438,3 +438,12 @@ def test_model_parts_cover_every_parameter_and_freeze_apart(loaded, checkpoints)
         parts[role][1].requires_grad_(role == "projector")
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     assert trainable == {id(p) for p in parts["projector"][1].parameters()}
+
+
+def test_tiny_cli_writes_a_checkpoint_the_registry_loads(tmp_path, capsys):
+    from mllm.family.registry import family_of
+
+    out = tmp_path / "qwen3_vl"
+    tiny.main(["qwen3_vl", str(out)])  # what ``python -m mllm.family.tiny`` runs
+    assert capsys.readouterr().out.strip() == str(out)
+    assert family_of(out).name == "qwen3_vl"
