@@ -41,7 +41,7 @@ def test_the_model_section_is_checked_per_world():
     from mllm.family.own import OwnFamily
     from mllm.workflow.plan import DEMO_FAMILY
 
-    assert DEMO_FAMILY == OwnFamily.name  # the plan names the family without importing torch
+    assert OwnFamily.name == DEMO_FAMILY  # the plan names the family without importing torch
     Plan({**TINY, "model": {"family": DEMO_FAMILY}})
     with pytest.raises(ConfigError, match="config model.family: the demo world builds a 'mllm'"):
         Plan({**TINY, "model": {"family": "qwen2_5_vl"}})
