@@ -139,9 +139,27 @@ def test_get_batch_logps_on_pre_shifted_labels_by_hand():
         ]
     )
     torch.testing.assert_close(per_token, expected)
-    torch.testing.assert_close(total, torch.tensor([math.log(1 / 8), math.log(1 / 6)]))
-    torch.testing.assert_close(average, torch.tensor([math.log(1 / 8) / 2, math.log(1 / 6) / 2]))
+    sums = torch.tensor([math.log(1 / 8), math.log(1 / 6)], dtype=torch.float64)
+    torch.testing.assert_close(total, sums)
+    torch.testing.assert_close(average, sums / 2)
     torch.testing.assert_close(mean_token_nll(per_token, labels), -expected.sum() / 4)
+
+
+def test_summed_logps_do_not_depend_on_the_padding_side():
+    """Float64 sums (MODEL_FAMILIES.md P9): the same response right- or left-padded gives the
+    same sum to the bit, on tokens where a float32 sum depends on the order."""
+    generator = torch.Generator().manual_seed(0)
+    tokens, pads, vocab = 400, 7, 50
+    logits = torch.randn(1, tokens, vocab, generator=generator) * 4  # [1, T, V]
+    labels = torch.randint(0, vocab, (1, tokens), generator=generator)  # [1, T]
+    padding = torch.zeros(1, pads, vocab)
+    ignored = torch.full((1, pads), -100)
+    right = get_batch_logps(torch.cat([logits, padding], 1), torch.cat([labels, ignored], 1))
+    left = get_batch_logps(torch.cat([padding, logits], 1), torch.cat([ignored, labels], 1))
+    assert right.sum.dtype == torch.float64
+    assert torch.equal(right.sum, left.sum)
+    per_token = right.per_token[0, :tokens]  # float32
+    assert per_token.sum() != per_token.flip(0).sum()  # float32 summation order matters here
 
 
 # -- losses against TRL -----------------------------------------------------------------------
@@ -390,7 +408,7 @@ def test_cache_round_trip_is_exact_and_a_stale_cache_is_refused(tokenizer, world
         assert torch.equal(getattr(loaded, name), tensor), name
     assert loaded.pair_indices.tolist() == list(range(5))
     lengths = loaded.chosen_token_lengths
-    torch.testing.assert_close(loaded.chosen_token_logps.sum(1), loaded.chosen_logps)
+    torch.testing.assert_close(loaded.chosen_token_logps.double().sum(1), loaded.chosen_logps)
     torch.testing.assert_close(loaded.chosen_avg_logps, loaded.chosen_logps / lengths)
     chosen, rejected = loaded.lookup(torch.tensor([3, 1]), average=True)
     assert torch.equal(chosen, scored.chosen_avg_logps[[3, 1]])
