@@ -24,7 +24,7 @@ import yaml
 
 from mllm.data.images import load_image
 from mllm.eval.decoding import generate_answers, read_benchmark
-from mllm.model.io import load_model
+from mllm.family.registry import load_model
 
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
 BATCH_SIZES = (1, 16)

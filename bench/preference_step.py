@@ -13,11 +13,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from functools import partial
 
 import torch
 
 from mllm.data.collators import sft_collate
-from mllm.model.io import load_model
+from mllm.family.registry import load_model
+from mllm.model.llm import supervised_token_loss
 from mllm.preference.dataset import PreferenceDataset, collate_preference_pairs
 from mllm.preference.logps import concatenated_logps
 from mllm.preference.losses import preference_loss
@@ -55,17 +57,20 @@ def main() -> None:
     )
     subset = [dataset[i] for i in range(args.pairs)]
     reference = score_reference(
-        loaded.model, torch.utils.data.Subset(dataset, range(args.pairs)), args.pairs
+        loaded, torch.utils.data.Subset(dataset, range(args.pairs)), args.pairs
     )
     model = loaded.model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
-    pairs_batch = collate_preference_pairs(subset)
+    collate = partial(loaded.family.collate, loaded)
+    pairs_batch = collate_preference_pairs(subset, collate=collate)
     rows = [pair["chosen"] for pair in subset] + [pair["rejected"] for pair in subset]
-    sft_batch = sft_collate(rows, max_length=256)
+    sft_batch = sft_collate(rows, collate=collate, max_length=256)
+    sft_labels = sft_batch.pop("labels")
     settings = PreferenceSettings(loss_type="dpo", beta=0.1)
 
     def sft_step():
-        model(**sft_batch).loss.backward()
+        logits, labels = loaded.family.supervised_logits(model, sft_batch, sft_labels)
+        supervised_token_loss(logits, labels).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 

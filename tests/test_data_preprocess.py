@@ -14,7 +14,7 @@ from mllm.data.preprocess import (
     IGNORE_INDEX,
     build_generation_inputs,
     preprocess_conversation,
-    preprocess_sft_record,
+    read_sft_record,
 )
 from mllm.demo.tokenizer import build_tokenizer
 
@@ -50,6 +50,14 @@ def preprocess(
         query_num=QUERY_NUM,
         max_length=max_length,
         sample_id=sample_id,
+    )
+
+
+def preprocess_sft_record(record, tokenizer, processor, *, image_folder=None, max_length=512):
+    """A record read (``read_sft_record``) and preprocessed, as the SFT dataset does."""
+    conversations, images = read_sft_record(record, image_folder)
+    return preprocess(
+        tokenizer, processor, conversations, images, max_length, record.get("id", "?")
     )
 
 
@@ -169,9 +177,7 @@ def test_undecodable_image_in_a_record_names_the_sample_and_file(tokenizer, proc
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 truncated jpeg")
     record = {"id": 99, "image": "broken.jpg", "conversations": conversation()}
     with pytest.raises(DataError, match=r"^sample 99: cannot decode image file .*broken\.jpg"):
-        preprocess_sft_record(
-            record, tokenizer, processor, image_folder=tmp_path, query_num=QUERY_NUM, max_length=512
-        )
+        preprocess_sft_record(record, tokenizer, processor, image_folder=tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -195,15 +201,13 @@ def test_malformed_conversations_name_the_sample_and_field(
 ):
     record = {"id": 5} if conversations is None else {"id": 5, "conversations": conversations}
     with pytest.raises(DataError, match=f"^sample 5: {problem}"):
-        preprocess_sft_record(record, tokenizer, processor, query_num=QUERY_NUM, max_length=512)
+        preprocess_sft_record(record, tokenizer, processor)
 
 
 def test_sft_record_loads_its_image(tokenizer, processor, tmp_path):
     Image.new("RGB", WIDE).save(tmp_path / "a.png")
     record = json.loads(json.dumps({"id": 1, "image": "a.png", "conversations": conversation()}))
-    sample = preprocess_sft_record(
-        record, tokenizer, processor, image_folder=tmp_path, query_num=QUERY_NUM, max_length=512
-    )
+    sample = preprocess_sft_record(record, tokenizer, processor, image_folder=tmp_path)
     assert sample["image_bound"].shape == (3, 2)
 
 

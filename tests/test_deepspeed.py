@@ -19,7 +19,7 @@ TRAIN_SCRIPT = """
 import json, sys, torch
 from mllm.train.settings import TrainSettings
 from mllm.train.trainer import training_arguments
-from mllm.data.collators import sft_collate
+from mllm.data.collators import pad_rows, sft_collate
 from transformers import Trainer
 from functools import partial
 from tests.conftest import tiny_model
@@ -37,7 +37,7 @@ deepspeed = sys.argv[1] or None
 settings = TrainSettings(learning_rate=1e-3, lr_scheduler_type="cosine", warmup_ratio=0.0, max_steps=8,
                          per_device_batch_size=4, logging_steps=1, save_steps=0, deepspeed=deepspeed)
 trainer = Trainer(model=tiny_model().train(), args=training_arguments(settings, sys.argv[2], evaluate=False),
-                  train_dataset=Rows(), data_collator=partial(sft_collate, max_length=64))
+                  train_dataset=Rows(), data_collator=partial(sft_collate, collate=partial(pad_rows, pad_token_id=0), max_length=64))
 trainer.train()
 print("LR=" + json.dumps([e["learning_rate"] for e in trainer.state.log_history if "learning_rate" in e]))
 """

@@ -25,6 +25,7 @@ from mllm.download.images import fetch_image_folder
 from mllm.download.model import snapshot_model
 from mllm.download.rec import fetch_rec_files
 from mllm.download.sources import KNOWN_SOURCES, SHIKRA_REC_EVAL_FILES
+from mllm.workflow.plan import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 PAYLOAD = b"0123456789" * 1000
@@ -528,6 +529,19 @@ def test_snapshot_model_incomplete_checkpoint_leaves_nothing(tmp_path, weights, 
     with pytest.raises(FetchError, match=problem):
         snapshot_model(str(source), dest)
     assert list(dest.parent.iterdir()) == []
+
+
+def test_snapshot_model_checks_the_configured_family_against_the_model_type(tmp_path):
+    source = write_checkpoint(tmp_path / "ckpt", config={"model_type": "qwen2_5_vl"})
+    dest = tmp_path / "out" / "model"
+    with pytest.raises(ConfigError, match=r"model.family is 'mllm'.*model_type 'qwen2_5_vl'"):
+        snapshot_model(str(source), dest, family="mllm")
+    with pytest.raises(ConfigError, match=r"model.family: unknown model family 'llava'; known: "):
+        snapshot_model(str(source), dest, family="llava")
+    assert list(dest.parent.iterdir()) == []
+    own = write_checkpoint(tmp_path / "own")
+    provenance = snapshot_model(str(own), dest, family="mllm")
+    assert provenance["family"] == "mllm" and provenance["model_type"] == "mllm"
 
 
 def test_snapshot_model_without_config(tmp_path):

@@ -15,7 +15,6 @@ from mllm.data.grounding import (
     GROUNDING_TEMPLATES,
     SHIKRA_REC_FILES,
     Referent,
-    box_to_grid,
     check_templates,
     detect_format,
     grounding_conversations,
@@ -25,18 +24,37 @@ from mllm.data.grounding import (
     read_referents,
 )
 from mllm.data.images import ImageProcessor
-from mllm.data.preprocess import build_generation_inputs, preprocess_conversation
 from mllm.data.special_tokens import IMAGE_TAG, MINICPMV_IMAGE_TAG
 from mllm.demo.tokenizer import build_tokenizer
-from mllm.eval.grounding import (
-    GroundingEvalSettings,
-    box_to_pixels,
-    evaluate_grounding,
-    iou,
-    parse_box,
-    score_split,
+from mllm.eval.grounding import GroundingEvalSettings, evaluate_grounding, iou, score_split
+from mllm.family.base import LoadedModel
+from mllm.family.own import (
+    OwnFamily,
+    OwnProcessor,
+    box_to_grid,
+    grid_to_pixels,
+    parse_grid_box,
 )
 from mllm.report.references import REFERENCE_ACCURACY
+from mllm.train.datasets import rendered_boxes
+
+OWN = OwnFamily()
+
+
+def own_boxes(answers, referents):
+    """The own family's pixel boxes of ``answers`` on images of the referents' sizes (its box
+    convention needs no model)."""
+    return [
+        OWN.parse_box(None, answer, Image.new("RGB", (r.width, r.height)))
+        for answer, r in zip(answers, referents, strict=True)
+    ]
+
+
+def own_answer(referent):
+    """The own family's training answer for a referent."""
+    image = Image.new("RGB", (referent.width, referent.height))
+    return OWN.box_answer(None, referent.expression, referent.bbox_xyxy_px, image)
+
 
 # --- fixtures ------------------------------------------------------------------------------
 
@@ -244,7 +262,7 @@ def test_conversations_are_deterministic_per_seed():
     assert len(questions) > 5  # the pool is used, not one phrasing
 
 
-def test_conversation_format_and_answer_parses_back_to_the_grid_box():
+def test_conversations_keep_the_pixel_box_and_the_own_family_writes_it_on_the_grid():
     referents = referents_for_conversations(10)
     for record, referent in zip(grounding_conversations(referents, seed=0), referents, strict=True):
         user, assistant = record["conversations"]
@@ -255,11 +273,13 @@ def test_conversation_format_and_answer_parses_back_to_the_grid_box():
         )
         assert user["content"].count(IMAGE_TAG) == 1
         assert f"<ref>{referent.expression}</ref>" in user["content"]
+        assert assistant["expression"] == referent.expression and "content" not in assistant
+        assert assistant["box"] == list(referent.bbox_xyxy_px)
         grid = box_to_grid(referent.bbox_xyxy_px, referent.width, referent.height)
-        assert assistant["content"] == (
+        assert own_answer(referent) == (
             f"<ref>{referent.expression}</ref><box>({grid[0]},{grid[1]}),({grid[2]},{grid[3]})</box>"
         )
-        assert parse_box(assistant["content"]) == grid
+        assert parse_grid_box(own_answer(referent)) == grid
     assert [r["id"] for r in grounding_conversations(referents, seed=0)] == list(range(10))
 
 
@@ -271,13 +291,13 @@ def test_templates_are_checked():
             check_templates(bad)
 
 
-def test_eval_question_is_the_training_wording_with_the_minicpmv_tag():
+def test_eval_question_is_the_training_wording_after_the_image():
     question = grounding_eval_question("the red car")
-    assert question == EVAL_TEMPLATE.replace(IMAGE_TAG, MINICPMV_IMAGE_TAG).replace(
-        "{expr}", "the red car"
-    )
-    assert question.count(MINICPMV_IMAGE_TAG) == 1 and question.count(IMAGE_TAG) == 1
+    assert question == EVAL_TEMPLATE.removeprefix(f"{IMAGE_TAG}\n").replace("{expr}", "the red car")
+    assert IMAGE_TAG not in question and MINICPMV_IMAGE_TAG not in question
     assert "<ref>the red car</ref>" in question
+    with pytest.raises(ValueError, match="must start with"):
+        grounding_eval_question("x", template=GROUNDING_TEMPLATES[1])
 
 
 # --- boxes ---------------------------------------------------------------------------------
@@ -296,7 +316,7 @@ def test_eval_question_is_the_training_wording_with_the_minicpmv_tag():
     ],
 )
 def test_parse_box(text, box):
-    assert parse_box(text) == box
+    assert parse_grid_box(text) == box
 
 
 @pytest.mark.parametrize(
@@ -313,7 +333,8 @@ def test_parse_box(text, box):
     ],
 )
 def test_parse_box_garbage_is_none(text):
-    assert parse_box(text) is None
+    assert parse_grid_box(text) is None
+    assert OWN.parse_box(None, text, Image.new("RGB", (10, 10))) is None
 
 
 @pytest.mark.parametrize(
@@ -340,7 +361,9 @@ def test_grid_round_trip_is_within_one_grid_cell(width, height):
         xs = sorted(rng.uniform(0, width) for _ in range(2))
         ys = sorted(rng.uniform(0, height) for _ in range(2))
         box = (xs[0], ys[0], xs[1], ys[1])
-        back = box_to_pixels(box_to_grid(box, width, height), width, height)
+        back = grid_to_pixels(box_to_grid(box, width, height), width, height)
+        image = Image.new("RGB", (width, height))
+        assert OWN.parse_box(None, OWN.box_answer(None, "x", box, image), image) == back
         cells = (width, height, width, height)
         for original, restored, side in zip(box, back, cells, strict=True):
             assert abs(restored - original) <= side / 1000 + 1e-9
@@ -348,7 +371,7 @@ def test_grid_round_trip_is_within_one_grid_cell(width, height):
 
 def test_grid_clamps_the_image_border():
     assert box_to_grid((-1, 0, 64, 64), 64, 64) == (0, 0, 999, 999)
-    assert box_to_pixels((0, 0, 999, 999), 64, 48) == (0, 0, 64, 48)
+    assert grid_to_pixels((0, 0, 999, 999), 64, 48) == (0, 0, 64, 48)
 
 
 # --- scoring -------------------------------------------------------------------------------
@@ -362,7 +385,7 @@ def test_score_split_counts_parse_failures_as_misses():
         "I cannot see it",  # parse failure
         "<box>(0,0),(999,999)</box>",  # IoU 0.25: miss
     ]
-    score = score_split(answers, [referent] * 4)
+    score = score_split(answers, own_boxes(answers, [referent] * 4), [referent] * 4)
     summary = {key: value for key, value in score.items() if key != "items"}
     assert summary == pytest.approx(
         {
@@ -388,16 +411,16 @@ def test_score_split_counts_parse_failures_as_misses():
 
 def test_score_split_rejects_misaligned_or_empty_input():
     referent = Referent("a.png", "x", (0.0, 0.0, 5.0, 5.0), 10, 10, "f:1")
-    with pytest.raises(ValueError, match="2 answers for 1 referents"):
-        score_split(["", ""], [referent])
+    with pytest.raises(ValueError, match="2 answers and 2 boxes for 1 referents"):
+        score_split(["", ""], [None, None], [referent])
     with pytest.raises(ValueError, match="no referents"):
-        score_split([], [])
+        score_split([], [], [])
 
 
 def test_training_answers_score_perfectly():
     referents = referents_for_conversations()
-    records = grounding_conversations(referents, seed=3)
-    score = score_split([r["conversations"][1]["content"] for r in records], referents)
+    answers = [own_answer(referent) for referent in referents]
+    score = score_split(answers, own_boxes(answers, referents), referents)
     assert score["acc_at_0_5"] == 1.0 and score["mean_iou"] > 0.95
 
 
@@ -416,18 +439,13 @@ def test_eval_prompt_is_the_prefix_of_the_training_sample():
     processor = ImageProcessor(patch_size=14, scale_resolution=28)
     image = Image.new("RGB", (60, 30))  # sliced: several placeholders
     referent = Referent("a.png", "the cup", (2.0, 3.0, 20.0, 15.0), 60, 30, "f:1")
+    loaded = LoadedModel(None, OwnProcessor(tokenizer, processor, 4), OWN)
     [record] = grounding_conversations([referent], seed=0, templates=[EVAL_TEMPLATE])
-    sample = preprocess_conversation(
-        record["conversations"],
-        [image],
-        tokenizer,
-        processor,
-        query_num=4,
-        max_length=512,
-        sample_id=0,
-    )
+    conversations = rendered_boxes(loaded, record["conversations"], [image], "sample 0")
+    assert conversations[1]["content"] == own_answer(referent)
+    sample = OWN.training_sample(loaded, conversations, [image], max_length=512, sample_id=0)
     question = grounding_eval_question(referent.expression)
-    prompt = build_generation_inputs([question], [image], tokenizer, processor, query_num=4)
+    prompt = OWN.generation_inputs(loaded, [question], [image])
     (prompt_ids,) = prompt["input_ids"]
     assert torch.equal(sample["input_ids"][: len(prompt_ids)], prompt_ids)
     assert torch.equal(sample["image_bound"], prompt["image_bound"][0])
@@ -450,7 +468,15 @@ def test_prepare_grounding_sft_writes_records_and_counts_skips(images):
     )
     records = json.loads((images / "out/train.json").read_text())
     assert [r["image"] for r in records] == ["a.png", "b.png"]
-    assert records[1]["conversations"][1]["content"].endswith("<box>(0,0),(500,500)</box>")
+    box_turn = records[1]["conversations"][1]
+    assert box_turn == {
+        "role": "assistant",
+        "expression": box_turn["expression"],
+        "box": [0, 0, 32, 32],
+    }
+    with Image.open(images / "b.png") as image:
+        answer = OWN.box_answer(None, box_turn["expression"], tuple(box_turn["box"]), image)
+    assert answer.endswith("<box>(0,0),(500,500)</box>")
     assert summary == json.loads((images / "out/summary.json").read_text())
     assert summary["records"] == 2
     assert summary["files"][str(bad)] == {
@@ -481,7 +507,7 @@ def test_prepare_grounding_sft_fails_without_output_when_nothing_is_usable(image
 
 
 def test_evaluate_grounding_writes_metrics_and_one_row_per_referent(images, tmp_path):
-    from mllm.model.io import load_model
+    from mllm.family.registry import load_model
     from tests.conftest import write_tiny_checkpoint
 
     write_tiny_checkpoint(tmp_path / "model")

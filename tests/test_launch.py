@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from mllm.data.errors import BadRecordPolicy
+from mllm.family.registry import load_model
 from mllm.launch import job_arguments, main
-from mllm.model.io import load_model
 from mllm.preference.reference import build_reference_logps
 from mllm.preference.settings import PreferenceSettings
 from mllm.preference.train import train_preference

@@ -6,12 +6,15 @@ import pytest
 import torch
 from peft import PeftModel
 
-from mllm.model.lora import DEFAULT_TARGET_REGEX, LoraSettings, apply_lora, lora_target_names
+from mllm.family.own import OwnFamily
+from mllm.model.lora import LoraSettings, apply_lora, lora_target_names
 from tests.conftest import tiny_model
 
+OWN_REGEX = OwnFamily.lora_target_regex
 
-def test_default_regex_selects_llm_attention_projections_only():
-    names = lora_target_names(tiny_model(), DEFAULT_TARGET_REGEX)
+
+def test_own_family_regex_selects_llm_attention_projections_only():
+    names = lora_target_names(tiny_model(), OWN_REGEX)
     assert len(names) == 2 * 3  # two layers × q/k/v
     assert all(name.startswith("llm.model.layers.") for name in names)
     assert not any(name.startswith("vpm.") for name in names)  # vision q/k/v share the names
@@ -19,12 +22,24 @@ def test_default_regex_selects_llm_attention_projections_only():
 
 def test_regex_that_matches_nothing_fails_loudly():
     with pytest.raises(ValueError, match="matches no module"):
-        apply_lora(tiny_model(), LoraSettings(target_regex=r"nothing\.here"))
+        apply_lora(
+            tiny_model(), LoraSettings(target_regex=r"nothing\.here"), default_regex=OWN_REGEX
+        )
+
+
+def test_target_regex_none_takes_the_family_regex_and_a_set_one_overrides_it():
+    default = apply_lora(tiny_model(), LoraSettings(r=2), default_regex=OWN_REGEX)
+    adapted = {name for name, module in default.named_modules() if hasattr(module, "lora_A")}
+    assert len(adapted) == 2 * 3 and all(".llm." in name for name in adapted)
+    only_q = LoraSettings(r=2, target_regex=r"llm\..*layers\.\d+\.self_attn\.q_proj")
+    overridden = apply_lora(tiny_model(), only_q, default_regex=OWN_REGEX)
+    adapted = {name for name, module in overridden.named_modules() if hasattr(module, "lora_A")}
+    assert len(adapted) == 2 and all(name.endswith("q_proj") for name in adapted)
 
 
 def trained_looking_adapter(settings: LoraSettings) -> PeftModel:
     """LoRA B starts at zero (a no-op); move it so that a round trip is meaningful."""
-    peft_model = apply_lora(tiny_model(), settings)
+    peft_model = apply_lora(tiny_model(), settings, default_regex=OWN_REGEX)
     with torch.no_grad():
         for name, parameter in peft_model.named_parameters():
             if "lora_B" in name:

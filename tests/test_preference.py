@@ -22,6 +22,7 @@ from mllm.data.errors import DataError
 from mllm.data.images import ImageProcessor
 from mllm.data.special_tokens import IM_END
 from mllm.demo.tokenizer import build_tokenizer
+from mllm.family.own import OwnFamily
 from mllm.model.io import image_processor_for, save_model
 from mllm.preference import train as preference_train
 from mllm.preference.dataset import PreferenceDataset, collate_preference_pairs
@@ -67,6 +68,11 @@ def model_for(tokenizer, seed: int = 0):
     )
 
 
+def loaded_for(tokenizer, model=None):
+    """``model`` (default: ``model_for(tokenizer)``) as the own family loads it."""
+    return OwnFamily().wrap(model if model is not None else model_for(tokenizer), tokenizer)
+
+
 def noise_png(seed: int, size: int = 16) -> bytes:
     pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
     buffer = BytesIO()
@@ -104,9 +110,7 @@ def world(tmp_path):
 def dataset_for(tokenizer, records, images, **kwargs) -> PreferenceDataset:
     return PreferenceDataset(
         records,
-        tokenizer,
-        ImageProcessor(patch_size=8, scale_resolution=16, slice_mode=False),
-        query_num=QUERY_NUM,
+        loaded_for(tokenizer),
         max_length=MAX_LENGTH,
         image_folder=str(images),
         **kwargs,
@@ -135,9 +139,27 @@ def test_get_batch_logps_on_pre_shifted_labels_by_hand():
         ]
     )
     torch.testing.assert_close(per_token, expected)
-    torch.testing.assert_close(total, torch.tensor([math.log(1 / 8), math.log(1 / 6)]))
-    torch.testing.assert_close(average, torch.tensor([math.log(1 / 8) / 2, math.log(1 / 6) / 2]))
+    sums = torch.tensor([math.log(1 / 8), math.log(1 / 6)], dtype=torch.float64)
+    torch.testing.assert_close(total, sums)
+    torch.testing.assert_close(average, sums / 2)
     torch.testing.assert_close(mean_token_nll(per_token, labels), -expected.sum() / 4)
+
+
+def test_summed_logps_do_not_depend_on_the_padding_side():
+    """Float64 sums (MODEL_FAMILIES.md P9): the same response right- or left-padded gives the
+    same sum to the bit, on tokens where a float32 sum depends on the order."""
+    generator = torch.Generator().manual_seed(0)
+    tokens, pads, vocab = 400, 7, 50
+    logits = torch.randn(1, tokens, vocab, generator=generator) * 4  # [1, T, V]
+    labels = torch.randint(0, vocab, (1, tokens), generator=generator)  # [1, T]
+    padding = torch.zeros(1, pads, vocab)
+    ignored = torch.full((1, pads), -100)
+    right = get_batch_logps(torch.cat([logits, padding], 1), torch.cat([labels, ignored], 1))
+    left = get_batch_logps(torch.cat([padding, logits], 1), torch.cat([ignored, labels], 1))
+    assert right.sum.dtype == torch.float64
+    assert torch.equal(right.sum, left.sum)
+    per_token = right.per_token[0, :tokens]  # float32
+    assert per_token.sum() != per_token.flip(0).sum()  # float32 summation order matters here
 
 
 # -- losses against TRL -----------------------------------------------------------------------
@@ -296,9 +318,7 @@ def test_response_cut_away_by_max_length_is_a_bad_record(tokenizer, world):
     with pytest.raises(DataError, match=r"idx 0.*chosen response: too long"):
         PreferenceDataset(
             world.records[:1],
-            tokenizer,
-            ImageProcessor(patch_size=8, scale_resolution=16, slice_mode=False),
-            query_num=QUERY_NUM,
+            loaded_for(tokenizer),
             max_length=24,
             image_folder=str(world.images),
         )
@@ -317,8 +337,10 @@ def key_for(model_dir, world, tokenizer, processor=None, **overrides):
         model_dir=model_dir,
         data_path=world.data,
         tokenizer=tokenizer,
-        image_processor=processor or ImageProcessor(patch_size=8, scale_resolution=16),
-        query_num=QUERY_NUM,
+        processing={
+            **vars(processor or ImageProcessor(patch_size=8, scale_resolution=16)),
+            "query_num": QUERY_NUM,
+        },
         max_length=MAX_LENGTH,
         image_folder=world.images,
     )
@@ -376,7 +398,7 @@ def test_cache_round_trip_is_exact_and_a_stale_cache_is_refused(tokenizer, world
     model = model_for(tokenizer)
     save_model(model, tokenizer, tmp_path / "ref")
     dataset = dataset_for(tokenizer, world.records, world.images)
-    scored = score_reference(model, dataset, batch_size=2)
+    scored = score_reference(loaded_for(tokenizer, model), dataset, batch_size=2)
     key = key_for(tmp_path / "ref", world, tokenizer)
     path = tmp_path / "reference_logps.safetensors"
     save_reference_logps(path, scored, key)
@@ -386,7 +408,7 @@ def test_cache_round_trip_is_exact_and_a_stale_cache_is_refused(tokenizer, world
         assert torch.equal(getattr(loaded, name), tensor), name
     assert loaded.pair_indices.tolist() == list(range(5))
     lengths = loaded.chosen_token_lengths
-    torch.testing.assert_close(loaded.chosen_token_logps.sum(1), loaded.chosen_logps)
+    torch.testing.assert_close(loaded.chosen_token_logps.double().sum(1), loaded.chosen_logps)
     torch.testing.assert_close(loaded.chosen_avg_logps, loaded.chosen_logps / lengths)
     chosen, rejected = loaded.lookup(torch.tensor([3, 1]), average=True)
     assert torch.equal(chosen, scored.chosen_avg_logps[[3, 1]])
@@ -402,8 +424,9 @@ def test_cache_round_trip_is_exact_and_a_stale_cache_is_refused(tokenizer, world
 def test_shards_merge_into_the_single_process_result(tokenizer, world):
     model = model_for(tokenizer)
     dataset = dataset_for(tokenizer, world.records, world.images)
-    whole = score_reference(model, dataset, batch_size=1)
-    shards = [score_reference(model, dataset, 1, shard_index=i, num_shards=2) for i in (1, 0)]
+    loaded = loaded_for(tokenizer, model)
+    whole = score_reference(loaded, dataset, batch_size=1)
+    shards = [score_reference(loaded, dataset, 1, shard_index=i, num_shards=2) for i in (1, 0)]
     assert [s.pair_indices.tolist() for s in shards] == [[1, 3], [0, 2, 4]]
     merged = merge_reference_logps(shards)
     for name, tensor in whole.tensors().items():
@@ -428,7 +451,7 @@ def test_one_preference_step_logs_rewards_without_a_reference_forward(tokenizer,
     model = model_for(tokenizer)
     assert image_processor_for(model.config).scale_resolution == 16
     dataset = dataset_for(tokenizer, world.records[:4], world.images)
-    reference = score_reference(model, dataset, batch_size=4)
+    reference = score_reference(loaded_for(tokenizer, model), dataset, batch_size=4)
 
     forwards = []
     model.register_forward_pre_hook(lambda *_: forwards.append(1))
@@ -442,9 +465,9 @@ def test_one_preference_step_logs_rewards_without_a_reference_forward(tokenizer,
             "save_steps": 0,
         }
     )
+    loaded = loaded_for(tokenizer, model)
     train(
-        model,
-        tokenizer,
+        loaded,
         dataset,
         None,
         settings,
@@ -453,7 +476,7 @@ def test_one_preference_step_logs_rewards_without_a_reference_forward(tokenizer,
         state_path=tmp_path / "trainer_state.json",
         metrics_path=tmp_path / "metrics.json",
         job="mllm.preference.train",
-        collate=partial(collate_preference_pairs, pad_token_id=tokenizer.pad_token_id),
+        collate=partial(collate_preference_pairs, collate=partial(OwnFamily().collate, loaded)),
         trainer_class=PreferenceTrainer,
         trainer_kwargs={
             "reference_logps": reference,
@@ -485,7 +508,9 @@ def test_one_preference_step_logs_rewards_without_a_reference_forward(tokenizer,
 def test_trainer_refuses_a_cache_of_another_size(tokenizer, world, tmp_path):
     model = model_for(tokenizer)
     dataset = dataset_for(tokenizer, world.records, world.images)
-    reference = score_reference(model, dataset_for(tokenizer, world.records[:2], world.images), 2)
+    reference = score_reference(
+        loaded_for(tokenizer, model), dataset_for(tokenizer, world.records[:2], world.images), 2
+    )
     with pytest.raises(ValueError, match="cover 2 pairs but the training set has 5"):
         PreferenceTrainer(
             model=model,

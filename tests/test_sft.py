@@ -23,7 +23,7 @@ from transformers import Trainer
 from mllm.data.errors import DataError
 from mllm.data.grounding import prepare_grounding_sft
 from mllm.eval.yesno import normalise, score
-from mllm.model.io import load_model
+from mllm.family.registry import load_model
 from mllm.preference.settings import PreferenceSettings
 from mllm.train.checkpoint_lock import CheckpointsInUse, exclusive_checkpoints
 from mllm.train.datasets import SupervisedDataset

@@ -40,6 +40,21 @@ def test_the_demo_plan_names_every_stage_and_run():
     assert plan.start_of("nca_beta0.1") == "base"
 
 
+def test_the_model_section_is_checked_per_world():
+    from mllm.family.own import OwnFamily
+    from mllm.workflow.plan import DEMO_FAMILY
+
+    assert OwnFamily.name == DEMO_FAMILY  # the plan names the family without importing torch
+    Plan({**TINY, "model": {"family": DEMO_FAMILY}})
+    with pytest.raises(ConfigError, match="config model.family: the demo world builds a 'mllm'"):
+        Plan({**TINY, "model": {"family": "qwen2_5_vl"}})
+    exercise = yaml.safe_load((REPO / "config" / "experiments" / "exercise.yaml").read_text())
+    real = {**TINY, "world": "real", "model": exercise["model"]}
+    Plan(real)
+    with pytest.raises(ConfigError, match="config model.source: the real world needs"):
+        Plan({**real, "model": {"family": "mllm"}})
+
+
 def test_a_preference_run_maps_to_its_settings_through_the_table_not_its_name():
     config = {**TINY, "preference": {**TINY["preference"], "use_average_logp": True}}
     config["preference"]["losses"] = {"my_loss": {"loss_type": "dpo", "nll_weight": 0.5}}

@@ -101,9 +101,8 @@ def write_grounding_fixtures(root, config):
 def test_real_world_config_runs_to_the_report_from_local_sources(tmp_path):
     model, annotations, benchmark = write_fixtures(tmp_path / "fixtures")
     config = yaml.safe_load((REPO / "config/experiments/exercise.yaml").read_text())
-    config["real"].update(
-        model=str(model), coco_annotations=str(annotations), benchmark=str(benchmark)
-    )
+    config["model"]["source"] = str(model)
+    config["real"].update(coco_annotations=str(annotations), benchmark=str(benchmark))
     for strategy in config["decoding"]["strategies"].values():
         strategy["max_new_tokens"] = 6
     config["compute"] = {"threads": 1, "train_gpus": 0, "eval_gpus": 0}

@@ -3,7 +3,7 @@
 from typing import TYPE_CHECKING
 
 from mllm.eval.decoding import decode_benchmark
-from mllm.model.io import load_model
+from mllm.family.registry import load_model
 from mllm.runtime import start_job
 
 if TYPE_CHECKING:

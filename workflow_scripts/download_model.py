@@ -16,5 +16,6 @@ provenance = snapshot_model(
     Path(snakemake.output.model),
     revision=snakemake.params.revision,
     trust_remote_code=snakemake.params.trust_remote_code,
+    family=snakemake.params.family,
 )
 write_json(snakemake.output.provenance, provenance)

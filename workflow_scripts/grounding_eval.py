@@ -4,7 +4,7 @@ from typing import TYPE_CHECKING
 
 from mllm.data.grounding import read_referents
 from mllm.eval.grounding import GroundingEvalSettings, evaluate_grounding
-from mllm.model.io import load_model
+from mllm.family.registry import load_model
 from mllm.runtime import start_job
 
 if TYPE_CHECKING:

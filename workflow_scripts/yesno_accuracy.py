@@ -3,7 +3,7 @@
 from typing import TYPE_CHECKING
 
 from mllm.eval.yesno import YesNoSettings, evaluate_yesno
-from mllm.model.io import load_model
+from mllm.family.registry import load_model
 from mllm.records import read_json_records
 from mllm.runtime import start_job
 

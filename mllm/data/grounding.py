@@ -23,8 +23,10 @@ outside the image by more than ``BBOX_TOLERANCE_PX`` — follows ``on_bad_record
 raises ``DataError`` naming file and line, ``"skip"`` drops it and counts it by reason in
 ``Referents.skipped`` (also logged), so nothing disappears silently.
 
-Training answers follow Qwen-VL: ``<ref>expr</ref><box>(x1,y1),(x2,y2)</box>`` with each
-coordinate ``int(1000·x/W)`` or ``int(1000·y/H)`` clamped to 0..999 (EXERCISE_SPEC §1).
+Training records keep the answer as a box turn ``{role: assistant, expression, box}`` with the
+pixel box: the model's family writes it in its own convention when the SFT data is preprocessed
+(``ModelFamily.box_answer``; the own family's is Qwen-VL's ``<ref>expr</ref><box>(x1,y1),(x2,y2)
+</box>`` on the 0..999 grid, EXERCISE_SPEC §1), so one prepared file trains every family.
 """
 
 from __future__ import annotations
@@ -43,14 +45,7 @@ from PIL import Image
 
 from mllm.atomic import write_json
 from mllm.data.errors import BadRecordPolicy, DataError, check_bad_record_policy
-from mllm.data.special_tokens import (
-    BOX_END,
-    BOX_START,
-    IMAGE_TAG,
-    MINICPMV_IMAGE_TAG,
-    REF_END,
-    REF_START,
-)
+from mllm.data.special_tokens import IMAGE_TAG, REF_END, REF_START
 from mllm.records import iter_jsonl, read_json
 
 log = logging.getLogger(__name__)
@@ -58,7 +53,6 @@ log = logging.getLogger(__name__)
 FORMATS = ("shikra", "qwen", "coco_refs")
 SKIP_REASONS = ("missing_image", "unreadable_image", "zero_area_bbox", "bbox_outside_image")
 BBOX_TOLERANCE_PX = 1.0  # annotation tools round; a box this far past the border is still fine
-GRID_SIZE = 1000  # Qwen-VL box grid: coordinates are integers 0..GRID_SIZE-1
 
 # The Shikra REC file of each evaluation split (images in COCO train2014).
 SHIKRA_REC_FILES = {
@@ -353,19 +347,6 @@ class _Intake:
 # --- conversations -------------------------------------------------------------------------
 
 
-def box_to_grid(bbox: Box, width: int, height: int) -> tuple[int, int, int, int]:
-    """Pixel box -> Qwen-VL grid: ``int(1000·x/W)``, ``int(1000·y/H)``, clamped to 0..999."""
-    x0, y0, x1, y1 = bbox
-    scaled = (x0 / width, y0 / height, x1 / width, y1 / height)
-    return tuple(min(GRID_SIZE - 1, max(0, int(GRID_SIZE * v))) for v in scaled)
-
-
-def grounding_answer(expression: str, grid_box: Sequence[int]) -> str:
-    """``<ref>expr</ref><box>(x1,y1),(x2,y2)</box>``, the assistant turn of a grounding record."""
-    x0, y0, x1, y1 = grid_box
-    return f"{REF_START}{expression}{REF_END}{BOX_START}({x0},{y0}),({x1},{y1}){BOX_END}"
-
-
 def check_templates(templates: Sequence[str]) -> None:
     """Each template needs the image tag and ``<ref>{expr}</ref>`` exactly once."""
     if not templates:
@@ -378,8 +359,9 @@ def check_templates(templates: Sequence[str]) -> None:
 def grounding_conversations(
     referents: Sequence[Referent], seed: int, templates: Sequence[str] = GROUNDING_TEMPLATES
 ) -> list[dict]:
-    """Exercise SFT records ``{id, image, source, conversations:[user, assistant]}``, one per
-    referent; ``source`` is the referent's ``file:line``.
+    """Exercise SFT records ``{id, image, source, conversations:[user, box turn]}``, one per
+    referent; ``source`` is the referent's ``file:line``, and the box turn ``{role: assistant,
+    expression, box}`` holds the pixel box (module docstring).
 
     The question template is drawn per record from one ``random.Random(seed)``, so the same
     referents and seed give the same records.
@@ -389,7 +371,6 @@ def grounding_conversations(
     records = []
     for index, referent in enumerate(referents):
         template = templates[rng.randrange(len(templates))]
-        grid = box_to_grid(referent.bbox_xyxy_px, referent.width, referent.height)
         records.append(
             {
                 "id": index,
@@ -397,7 +378,11 @@ def grounding_conversations(
                 "source": referent.source_line,  # errors in training name the REC line
                 "conversations": [
                     {"role": "user", "content": template.replace(EXPR, referent.expression)},
-                    {"role": "assistant", "content": grounding_answer(referent.expression, grid)},
+                    {
+                        "role": "assistant",
+                        "expression": referent.expression,
+                        "box": list(referent.bbox_xyxy_px),
+                    },
                 ],
             }
         )
@@ -405,10 +390,13 @@ def grounding_conversations(
 
 
 def grounding_eval_question(expression: str, template: str = EVAL_TEMPLATE) -> str:
-    """The evaluation question for ``generate``: the training wording, with MiniCPM-V's prompt
-    tag where training has ``<image>``, so the image placeholder lands where it did in training."""
+    """The evaluation question for ``generate``: the training wording without its leading
+    ``<image>`` line. Every family's ``generation_inputs`` puts the image before the question, so
+    the image lands where it did in training."""
     check_templates([template])
-    return template.replace(IMAGE_TAG, MINICPMV_IMAGE_TAG).replace(EXPR, expression)
+    if not template.startswith(f"{IMAGE_TAG}\n"):
+        raise ValueError(f"the evaluation template must start with {IMAGE_TAG!r}: {template!r}")
+    return template.removeprefix(f"{IMAGE_TAG}\n").replace(EXPR, expression)
 
 
 def prepare_grounding_sft(

@@ -98,34 +98,16 @@ def preprocess_conversation(
     }
 
 
-def preprocess_sft_record(
-    record: Mapping,
-    tokenizer: PreTrainedTokenizerBase,
-    image_processor: ImageProcessor,
-    *,
-    image_folder: str | None = None,
-    query_num: int,
-    max_length: int,
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT,
-) -> dict:
-    """``preprocess_conversation`` for an exercise record ``{id, image, conversations}``.
-
-    ``image`` is a path under ``image_folder`` or a base64 string (or a list of them, or absent).
-    """
-    sample_id = record.get("id", "?")
-    source = f"sample {sample_id}"
+def read_sft_record(
+    record: Mapping, image_folder: str | None = None
+) -> tuple[list[Message], list[Image.Image]]:
+    """The checked conversation and the loaded images of an exercise record ``{id, image,
+    conversations}``; ``image`` is a path under ``image_folder`` or a base64 string (or a list of
+    them, or absent). Errors name ``sample <id>``."""
+    source = f"sample {record.get('id', '?')}"
     conversations = _checked_conversations(record, source)
     images = [load_image(ref, image_folder, source=source) for ref in sft_image_refs(record)]
-    return preprocess_conversation(
-        conversations,
-        images,
-        tokenizer,
-        image_processor,
-        query_num=query_num,
-        max_length=max_length,
-        sample_id=sample_id,
-        system_prompt=system_prompt,
-    )
+    return conversations, images
 
 
 def sft_image_refs(record: Mapping) -> list:
@@ -134,9 +116,23 @@ def sft_image_refs(record: Mapping) -> list:
     return [refs] if isinstance(refs, str) else list(refs)
 
 
+def _is_box_turn(turn) -> bool:
+    """A grounding answer left for the family to write: ``{role: assistant, expression, box}``
+    with the pixel box ``[x0, y0, x1, y1]`` of the record's image (``mllm.data.grounding``)."""
+    return (
+        isinstance(turn, Mapping)
+        and turn.get("role") == "assistant"
+        and isinstance(turn.get("expression"), str)
+        and isinstance(turn.get("box"), list)
+        and len(turn["box"]) == 4
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in turn["box"])
+    )
+
+
 def _checked_conversations(record: Mapping, source: str) -> list[Message]:
-    """``record["conversations"]``, a list of ``{role, content}`` turns, or a ``DataError`` naming
-    the field (a bare ``KeyError: 'conversations'`` names neither record nor problem)."""
+    """``record["conversations"]``, a list of ``{role, content}`` turns (or grounding box turns),
+    or a ``DataError`` naming the field (a bare ``KeyError: 'conversations'`` names neither
+    record nor problem)."""
     if "conversations" not in record:
         raise DataError(source, "no 'conversations' field")
     conversations = record["conversations"]
@@ -145,6 +141,8 @@ def _checked_conversations(record: Mapping, source: str) -> list[Message]:
             source, f"'conversations' must be a list of turns, got {type(conversations).__name__}"
         )
     for index, turn in enumerate(conversations):
+        if _is_box_turn(turn):
+            continue
         if not (
             isinstance(turn, Mapping)
             and isinstance(turn.get("role"), str)

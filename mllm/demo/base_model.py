@@ -17,9 +17,9 @@ from transformers import AutoTokenizer
 
 from mllm.data.special_tokens import END_OF_TEXT, IM_END
 from mllm.demo.tokenizer import NUMBER_TOKENS
+from mllm.family.own import OwnFamily
 from mllm.launch import main
 from mllm.model.config import MLLMConfig
-from mllm.model.io import LoadedModel, image_processor_for
 from mllm.model.mllm import MLLMModel
 from mllm.train.datasets import SupervisedDataset
 from mllm.train.settings import TrainSettings
@@ -102,7 +102,7 @@ def build_base_model(
     model = MLLMModel(config)
     init_ordinal_number_rows(model, tokenizer, settings.seed)
     model.vpm.load_state_dict(load_file(str(vision_weights)))
-    loaded = LoadedModel(model, tokenizer, image_processor_for(config))
+    loaded = OwnFamily().wrap(model, tokenizer)
     dataset = SupervisedDataset.from_file(
         train_file,
         loaded,
@@ -111,8 +111,7 @@ def build_base_model(
         max_truncated_share=settings.max_truncated_share,
     )
     return train(
-        model,
-        tokenizer,
+        loaded,
         dataset,
         None,
         settings,

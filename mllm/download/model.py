@@ -1,5 +1,6 @@
 """The model checkpoint: a Hub snapshot pinned to the commit it resolves to, or a local folder
-hard-linked into place; checked to hold a config and complete weights."""
+hard-linked into place; checked to hold a config and complete weights, and to be of the model
+family the config names (``model.family``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from huggingface_hub.utils import filter_repo_objects
 from mllm.atomic import atomic_directory, remove_stale_scratch
 from mllm.download.errors import FetchError
 from mllm.download.fetch import local_path, read_fetched_json
+from mllm.family.registry import family_named
+from mllm.workflow.plan import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +33,15 @@ def snapshot_model(
     revision: str | None = None,
     allow_patterns: str | list[str] | None = None,
     trust_remote_code: bool = False,
+    family: str | None = None,
 ) -> dict:
     """Copy a local checkpoint folder, or download a Hub repo, into ``dest`` and check it loads.
 
     A Hub download is pinned to the commit ``revision`` resolves to now, and the provenance records
     it, so the report says exactly which weights were evaluated. ``allow_patterns`` selects files
-    with the Hub's rules in both cases.
+    with the Hub's rules in both cases. ``family`` (the config's ``model.family``) must be the family
+    of the checkpoint's ``config.json`` ``model_type``: a ``ConfigError`` otherwise, and no
+    ``dest``.
     """
     dest = Path(dest)
     local = local_path(source)
@@ -51,7 +57,21 @@ def snapshot_model(
         else:
             raise FetchError(f"{source}: neither a local folder nor a Hub repo id (owner/name)")
         summary = _checkpoint_summary(scratch, source, trust_remote_code)
-    return {"source": source, "revision": revision, "commit": commit, **summary}
+        if family is not None:
+            _check_family(family, summary["model_type"], source)
+    return {"source": source, "revision": revision, "commit": commit, "family": family, **summary}
+
+
+def _check_family(name: str, model_type: str | None, source: str) -> None:
+    try:
+        expected = family_named(name).model_types
+    except ValueError as error:
+        raise ConfigError(f"config model.family: {error}") from error
+    if model_type not in expected:
+        raise ConfigError(
+            f"config model.family is {name!r} (model_type {', '.join(expected)}), but {source}'s "
+            f"config.json has model_type {model_type!r}: name the checkpoint's family"
+        )
 
 
 def _link_tree(source_dir: Path, target_dir: Path, allow_patterns: str | list[str] | None) -> None:
@@ -107,6 +127,7 @@ def _checkpoint_summary(folder: Path, source: str, trust_remote_code: bool) -> d
         "files": len(files),
         "bytes": sum(path.stat().st_size for path in files),
         "weights": weights,
+        "model_type": config.get("model_type"),
         "auto_map": auto_map,
         "remote_code_ignored": bool(auto_map) and not trust_remote_code,
     }

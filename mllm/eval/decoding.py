@@ -1,7 +1,7 @@
 """Batched decoding of a benchmark with one model and one decoding strategy.
 
-Prompts are left-padded so a batch decodes exactly like one-by-one calls (tested in the model
-tests); the output keeps the exercise's answer-file fields so its chair.py could read it too.
+Prompts come from the model's family, left-padded so a batch decodes exactly like one-by-one
+calls (tested in the model tests); the output keeps the exercise's answer-file fields so its chair.py could read it too.
 """
 
 from __future__ import annotations
@@ -18,10 +18,8 @@ from tqdm.auto import tqdm
 
 from mllm.atomic import write_jsonl
 from mllm.data.images import load_image
-from mllm.data.preprocess import build_generation_inputs
-from mllm.data.special_tokens import END_OF_TEXT, IM_END
 from mllm.eval.benchmark import read_benchmark
-from mllm.model.io import LoadedModel
+from mllm.family.base import LoadedModel
 from mllm.settings import Settings
 
 
@@ -35,24 +33,6 @@ class DecodeSettings(Settings):
     seed: int = 0
 
 
-def terminator_ids(tokenizer) -> set[int]:
-    ids = {tokenizer.convert_tokens_to_ids(token) for token in (IM_END, END_OF_TEXT)}
-    if tokenizer.eos_token_id is not None:
-        ids.add(tokenizer.eos_token_id)
-    return {i for i in ids if i is not None and i != tokenizer.unk_token_id}
-
-
-def decode_new_tokens(tokens: torch.Tensor, tokenizer, terminators: set[int]) -> str:
-    """New tokens [T] -> text: cut at the first terminator (what follows is padding), drop a
-    leading BOS if the tokenizer has one, strip whitespace."""
-    ids = tokens.tolist()
-    cut = next((i for i, token in enumerate(ids) if token in terminators), len(ids))
-    ids = ids[:cut]
-    if ids and tokenizer.bos_token_id is not None and ids[0] == tokenizer.bos_token_id:
-        ids = ids[1:]
-    return tokenizer.decode(ids, skip_special_tokens=False).strip()
-
-
 def generate_answers(
     loaded: LoadedModel,
     questions: Sequence[str],
@@ -62,25 +42,23 @@ def generate_answers(
     batch_size: int,
     desc: str = "decode",
 ) -> list[str]:
-    """Answer each (question, image) pair with ``generation`` kwargs for HF ``generate``."""
-    terminators = terminator_ids(loaded.tokenizer)
-    config = loaded.model.config
+    """Answer each (question, image) pair with ``generation`` kwargs for HF ``generate``, the
+    prompts, terminators and answer text being the model family's."""
+    family = loaded.family
+    terminators = family.terminator_ids(loaded)
     answers: list[str] = []
     for start in tqdm(range(0, len(questions), batch_size), desc=desc, unit="batch"):
-        inputs = build_generation_inputs(
-            questions[start : start + batch_size],
-            images[start : start + batch_size],
-            loaded.tokenizer,
-            loaded.image_processor,
-            query_num=config.query_num,
+        inputs = family.generation_inputs(
+            loaded, questions[start : start + batch_size], images[start : start + batch_size]
         )
         generated = loaded.model.generate(
             **send_to_device(inputs, loaded.model.device),
-            eos_token_id=sorted(terminators),
+            eos_token_id=terminators,
             pad_token_id=loaded.tokenizer.pad_token_id,
             **generation,
         )
-        answers.extend(decode_new_tokens(row, loaded.tokenizer, terminators) for row in generated)
+        new_tokens = family.new_tokens(loaded, inputs, generated)  # [B, T]
+        answers.extend(family.decode_answer(loaded, row) for row in new_tokens)
     return answers
 
 

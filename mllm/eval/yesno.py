@@ -16,7 +16,7 @@ from mllm.data.errors import DataError
 from mllm.data.images import load_image
 from mllm.data.special_tokens import IMAGE_TAG
 from mllm.eval.decoding import DecodeSettings, answer_questions
-from mllm.model.io import LoadedModel
+from mllm.family.base import LoadedModel
 
 LEADING_WORD = re.compile(r"^\W*(yes|no)\b")
 

@@ -80,6 +80,16 @@ class ModelFamily(ABC):
     def tokenizer(self, loaded: LoadedModel):
         """The text tokenizer (pad/eos ids, decoding)."""
 
+    def model_parts(self, model: torch.nn.Module) -> dict[str, tuple[str, torch.nn.Module]]:
+        """The modules that ``tune_vision``, ``tune_resampler`` and ``tune_llm`` freeze or train, by
+        role ``"vision"``, ``"projector"``, ``"llm"``: ``{role: (module name, module)}`` (the
+        name labels the trainable-parameter counts in the training metrics).
+
+        Added for the trainer's freezing, which must not guess module paths (the LM sits at
+        ``model.language_model`` or ``model.text_model``, the vision tower at ``model.visual``,
+        ``model.vision_tower`` or ``model.vision_model``)."""
+        raise NotImplementedError(f"family {self.name!r} does not say which modules to freeze")
+
     # -- tensors ------------------------------------------------------------------------------
     @abstractmethod
     def training_sample(
@@ -101,6 +111,19 @@ class ModelFamily(ABC):
         """Right-padded batch: model kwargs (``input_ids``, ``attention_mask`` from real lengths,
         image tensors…) plus ``labels`` [B, L]. Rows keep their order."""
 
+    def supervised_logits(
+        self, model: torch.nn.Module, inputs: Mapping[str, Any], labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits, labels)`` for the training loss: logits [..., V] paired one to one with
+        labels [...] (−100 where unsupervised), from a forward on ``inputs`` (a ``collate`` batch
+        without its ``labels``). ``model`` is the one being trained (LoRA-wrapped perhaps).
+
+        Added for the SFT loss, which the library computes: by default every position's logits;
+        a family may run its LM head only at supervised positions while training (the own
+        family does: [B, L, V] logits are the largest activation of a step).
+        """
+        return model(**inputs).logits, labels
+
     @abstractmethod
     def generation_inputs(
         self,
@@ -116,6 +139,16 @@ class ModelFamily(ABC):
     @abstractmethod
     def terminator_ids(self, loaded: LoadedModel) -> list[int]:
         """Token ids that end an answer (passed as ``eos_token_id`` to ``generate``)."""
+
+    def new_tokens(
+        self, loaded: LoadedModel, inputs: Mapping[str, Any], generated: torch.Tensor
+    ) -> torch.Tensor:
+        """``generate``'s output for the batch ``inputs`` (a ``generation_inputs`` result) -> the new
+        tokens [B, T]. Default: HF's convention, the left-padded prompt [B, L] then the new tokens.
+
+        Added because a model that generates from ``inputs_embeds`` (the own family) returns only
+        the new tokens, and the decoding stage must not guess which it got."""
+        return generated[:, inputs["input_ids"].shape[1] :]
 
     @abstractmethod
     def decode_answer(self, loaded: LoadedModel, new_tokens: torch.Tensor) -> str:

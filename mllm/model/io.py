@@ -1,10 +1,10 @@
-"""Model directories: one HF-format folder holds the weights (safetensors), the config (which also
-carries the image-preprocessing settings) and the tokenizer, so every stage loads the same way."""
+"""Model directories of the own family (``mllm.family.own``): one HF-format folder holds the
+weights (safetensors), the config (which also carries the image-preprocessing settings) and the
+tokenizer. Stages load through ``mllm.family.registry.load_model``, which lands here."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -18,13 +18,6 @@ from .config import MLLMConfig
 from .mllm import MLLMModel
 
 
-@dataclass
-class LoadedModel:
-    model: MLLMModel
-    tokenizer: PreTrainedTokenizerBase
-    image_processor: ImageProcessor
-
-
 def image_processor_for(config: MLLMConfig) -> ImageProcessor:
     """The preprocessing the model was trained with, read from its config."""
     return ImageProcessor(
@@ -35,15 +28,15 @@ def image_processor_for(config: MLLMConfig) -> ImageProcessor:
     )
 
 
-def load_model(
+def load_mllm(
     model_dir: str | os.PathLike,
     *,
     dtype: torch.dtype = torch.float32,
     attn_implementation: str | None = None,
     trust_remote_code: bool = False,
     device: torch.device | str | None = None,
-) -> LoadedModel:
-    """Load weights, tokenizer and image processor from one model directory (eval mode).
+) -> tuple[MLLMModel, PreTrainedTokenizerBase]:
+    """Load weights and tokenizer from one model directory (eval mode).
 
     The model lands on ``device``, by default this rank's GPU when there is one (else the CPU):
     decoding and scoring jobs run where their ``gpu`` resource is. Training passes ``"cpu"`` and
@@ -60,7 +53,7 @@ def load_model(
     ).eval()
     model.to(device if device is not None else distributed.device())
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
-    return LoadedModel(model, tokenizer, image_processor_for(model.config))
+    return model, tokenizer
 
 
 def save_model(

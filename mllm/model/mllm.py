@@ -147,14 +147,16 @@ class MLLMModel(MLLMPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = False,
         num_items_in_batch: int | torch.Tensor | None = None,
+        logits_at: torch.BoolTensor | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast:
         """Logits [B, L, V]; with ``labels`` (pre-shifted, −100 = ignore) also the mean token loss.
 
-        While training with labels, the LM head runs only at supervised positions and ``logits`` is
-        None: prompt and image positions need no distribution over the vocabulary, and skipping
-        them saves the largest activation of the step ([B, L, V]; 1.2 GB per 2k-token sample at the
-        exercise's 151k vocabulary).
+        With ``logits_at`` ([B, L] bool) the LM head runs only at those positions (logits [N, V]):
+        the SFT loss (``OwnFamily.supervised_logits``) needs no distribution over the vocabulary
+        at prompt and image positions, and skipping them saves the largest activation of the step
+        ([B, L, V]; 1.2 GB per 2k-token sample at the exercise's 151k vocabulary). So does
+        training with labels, where ``logits`` is None.
         """
         if inputs_embeds is None:
             inputs_embeds = self.get_vllm_embedding(input_ids, pixel_values, tgt_sizes, image_bound)
@@ -164,6 +166,9 @@ class MLLMModel(MLLMPreTrainedModel):
             position_ids=position_ids,
             use_cache=use_cache,
         )
+        if logits_at is not None:
+            logits = self.llm.lm_head(hidden.last_hidden_state[logits_at])  # [N, V]
+            return CausalLMOutputWithPast(logits=logits, cache=hidden.cache)
         if labels is not None and self.training:
             supervised = labels != IGNORE_INDEX  # [B, L]
             logits = self.llm.lm_head(hidden.last_hidden_state[supervised])  # [N, V]

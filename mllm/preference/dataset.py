@@ -7,14 +7,12 @@ import logging
 from collections.abc import Mapping, Sequence
 
 import torch
-from transformers import PreTrainedTokenizerBase
 
-from mllm.data.collators import preference_collate
+from mllm.data.collators import Collate, preference_collate
 from mllm.data.errors import BadRecordPolicy, DataError, build_each, check_bad_record_policy
-from mllm.data.images import ImageProcessor, load_image
-from mllm.data.preprocess import preprocess_conversation
+from mllm.data.images import load_image
 from mllm.data.special_tokens import IMAGE_TAG
-from mllm.data.template import DEFAULT_SYSTEM_PROMPT
+from mllm.family.base import LoadedModel
 from mllm.train.datasets import PreprocessedDataset
 
 log = logging.getLogger(__name__)
@@ -35,20 +33,20 @@ class PreferenceDataset(PreprocessedDataset):
     def __init__(
         self,
         records: Sequence[dict],
-        tokenizer: PreTrainedTokenizerBase,
-        image_processor: ImageProcessor,
+        loaded: LoadedModel,
         *,
-        system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+        system_prompt: str | None = None,
         on_bad_record: BadRecordPolicy = "raise",
         source: str = "preference data",
         **options,
     ):
-        """``options``: the base class's ``query_num``, ``max_length``, ``image_folder``, ``cache``."""
+        """``system_prompt`` None: the family's. ``options``: the base class's ``max_length``,
+        ``image_folder``, ``cache``."""
         check_bad_record_policy(on_bad_record)
         self.system_prompt = system_prompt
         self.on_bad_record = on_bad_record
         self.skipped: list[str] = []  # one DataError message per skipped record
-        super().__init__(records, tokenizer, image_processor, source=source, **options)
+        super().__init__(records, loaded, source=source, **options)
 
     def _preprocess(self, records: Sequence[dict]) -> tuple[list[dict], list[dict]]:
         built = build_each(self._progress(records), self._build, self.on_bad_record, self.skipped)
@@ -85,12 +83,10 @@ class PreferenceDataset(PreprocessedDataset):
         pair = {}
         for key in ("chosen", "rejected"):
             try:
-                pair[key] = preprocess_conversation(
+                pair[key] = self.loaded.family.training_sample(
+                    self.loaded,
                     [question, {"role": "assistant", "content": record[key]}],
                     [image],
-                    self.tokenizer,
-                    self.image_processor,
-                    query_num=self.query_num,
                     max_length=self.max_length,
                     sample_id=record.get("idx", position),
                     system_prompt=self.system_prompt,
@@ -111,8 +107,9 @@ def image_reference(record: Mapping) -> str | None:
     return record.get("image") or record.get("image_path")
 
 
-def collate_preference_pairs(items: Sequence[Mapping], *, pad_token_id: int = 0) -> dict:
-    """``preference_collate`` plus ``pair_indices`` ([B] long) to look the reference log-probs up."""
-    batch = preference_collate(items, pad_token_id=pad_token_id)
+def collate_preference_pairs(items: Sequence[Mapping], *, collate: Collate) -> dict:
+    """``preference_collate`` (rows through ``collate``, the model family's) plus
+    ``pair_indices`` ([B] long) to look the reference log-probs up."""
+    batch = preference_collate(items, collate=collate)
     batch["pair_indices"] = torch.tensor([item["pair_index"] for item in items])
     return batch

@@ -20,8 +20,8 @@ class SequenceLogps(NamedTuple):
     """Log-probs of each row's supervised tokens; unpacks as ``(per_token, sum, avg)``."""
 
     per_token: torch.Tensor  # [B, L] float32, 0 at unsupervised positions
-    sum: torch.Tensor  # [B]
-    avg: torch.Tensor  # [B] sum / number of supervised tokens
+    sum: torch.Tensor  # [B] float64
+    avg: torch.Tensor  # [B] float64, sum / number of supervised tokens
 
     def score(self, average: bool) -> torch.Tensor:
         """The sequence score a preference loss compares: average or sum over tokens, [B]."""
@@ -33,13 +33,15 @@ def get_batch_logps(logits: torch.Tensor, labels: torch.Tensor) -> SequenceLogps
 
     The log-softmax runs only at supervised positions (``labels != −100``), in float32: it needs
     no second [B, L, V] tensor, and bf16 logits would round the log-probs the loss subtracts.
+    Sums accumulate in float64: a float32 sum of a few hundred tokens is off by about 1e-5 with
+    the summation order alone (left vs right padding; MODEL_FAMILIES.md P9).
     """
     supervised = labels != IGNORE_INDEX  # [B, L]
     picked = logits[supervised].float().log_softmax(dim=-1)  # [N, V]
     token_logps = picked.gather(-1, labels[supervised].unsqueeze(-1)).squeeze(-1)  # [N]
     per_token = torch.zeros(labels.shape, dtype=torch.float32, device=logits.device)  # [B, L]
     per_token = per_token.masked_scatter(supervised, token_logps)
-    total = per_token.sum(dim=1)  # [B]
+    total = per_token.double().sum(dim=1)  # [B] float64
     counts = supervised.sum(dim=1)  # [B]
     return SequenceLogps(per_token, total, total / counts.clamp(min=1))
 
@@ -55,19 +57,11 @@ def mean_token_nll(per_token: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
 
 def concatenated_logps(model: nn.Module, batch: Mapping) -> SequenceLogps:
     """Log-probs of the 2B rows ([chosen; rejected]) of a ``preference_collate`` batch, in ONE
-    forward pass with the batch's real attention mask.
+    forward pass on its ``model_inputs`` (the family's batch, with the real attention mask).
 
     Training and reference scoring both go through here, so at step 0 the policy's log-probs
     equal the cached reference's and every reward starts at exactly 0. The forward runs without
     labels: with labels in training mode the model returns only a loss, not the logits.
     """
-    outputs = model(
-        input_ids=batch["concatenated_input_ids"],
-        attention_mask=batch["concatenated_attention_mask"],
-        position_ids=batch["concatenated_position_ids"],
-        pixel_values=batch["pixel_values"],
-        tgt_sizes=batch["tgt_sizes"],
-        image_bound=batch["image_bound"],
-        use_cache=False,
-    )
+    outputs = model(**batch["model_inputs"], use_cache=False)
     return get_batch_logps(outputs.logits, batch["concatenated_labels"])  # [2B, L, V] -> [2B]

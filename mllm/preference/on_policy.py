@@ -479,7 +479,7 @@ def build_preference_pairs(
     COCO-format GT of the prompt images, write pairs (preference_train.json format), a summary
     and (``samples_path``) every sampled answer as JSONL."""
     from mllm.eval.decoding import generate_answers
-    from mllm.model.io import load_model
+    from mllm.family.registry import load_model
 
     prompts = read_prompts(
         read_json_records(prompts_file), source=str(prompts_file), max_images=settings.max_images

@@ -14,8 +14,8 @@ import os
 from mllm import distributed
 from mllm.atomic import write_json
 from mllm.data.errors import BadRecordPolicy
+from mllm.family.registry import load_model
 from mllm.launch import main
-from mllm.model.io import load_model
 from mllm.train.settings import TrainSettings
 
 from .dataset import PreferenceDataset
@@ -56,12 +56,11 @@ def build_reference_logps(
     )
     with distributed.process_group():
         shard = score_reference(
-            loaded.model,
+            loaded,
             dataset,
             batch_size,
             shard_index=distributed.rank(),
             num_shards=distributed.world_size(),
-            pad_token_id=loaded.tokenizer.pad_token_id or 0,
         )
         shards = distributed.gather_to_main(shard)
     if shards is None:

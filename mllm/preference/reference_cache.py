@@ -6,7 +6,8 @@ during training) and shared by every loss and β.
 
 The cache is keyed by *content*, not by a name (the exercise keyed it by ``ref_name`` only,
 EXERCISE_SPEC §7.8): a sha256 per input that changes the numbers (reference weights, tokenizer,
-image preprocessing, data, prompt template) is stored with it, and a cache whose key differs is
+the family's processing — ``ModelFamily.cache_identity``: processor, pixel limits, chat
+template —, data, prompt template) is stored with it, and a cache whose key differs is
 refused naming the inputs that changed. Safetensors holds only tensors and string metadata, so
 loading a cache never runs code (the exercise's pickle could).
 """
@@ -20,6 +21,7 @@ import os
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -34,12 +36,12 @@ from transformers import PreTrainedTokenizerBase
 
 from mllm.atomic import atomic_file
 from mllm.data.collators import preference_collate
-from mllm.data.images import ImageProcessor, image_file
+from mllm.data.images import image_file
 from mllm.data.preprocess import IGNORE_INDEX
 from mllm.data.template import DEFAULT_SYSTEM_PROMPT
 from mllm.distributed import is_main_process
+from mllm.family.base import LoadedModel
 from mllm.hashing import update_with_file
-from mllm.model.io import LoadedModel
 from mllm.train.datasets import read_json_records
 
 from .dataset import image_reference
@@ -75,18 +77,19 @@ def reference_cache_key(
     model_dir: str | os.PathLike,
     data_path: str | os.PathLike,
     tokenizer: PreTrainedTokenizerBase,
-    image_processor: ImageProcessor,
-    query_num: int,
+    processing: Mapping,
     max_length: int,
     image_folder: str | os.PathLike | None = None,
     system_prompt: str = DEFAULT_SYSTEM_PROMPT,
 ) -> CacheKey:
-    """The key of the reference log-probs of ``data_path`` under the model in ``model_dir``."""
+    """The key of the reference log-probs of ``data_path`` under the model in ``model_dir``;
+    ``processing`` is the family's ``cache_identity`` (kept under the name ``image_config``, which
+    the own family's slicing settings had before there were families, so its keys stay valid)."""
     return CacheKey(
         {
             "reference_model": hash_model_files(model_dir),
             "tokenizer": hash_tokenizer(tokenizer),
-            "image_config": hash_json({**vars(image_processor), "query_num": query_num}),
+            "image_config": hash_json(dict(processing)),
             "data": hash_data(data_path, image_folder),
             "template": hash_json(
                 {
@@ -113,8 +116,7 @@ def loaded_model_cache_key(
         model_dir=model_dir,
         data_path=data_path,
         tokenizer=loaded.tokenizer,
-        image_processor=loaded.image_processor,
-        query_num=loaded.model.config.query_num,
+        processing=loaded.family.cache_identity(loaded),
         max_length=max_length,
         image_folder=image_folder,
     )
@@ -209,13 +211,12 @@ class ReferenceLogps:
 
 
 def score_reference(
-    model: nn.Module,
+    loaded: LoadedModel,
     dataset: Dataset,
     batch_size: int,
     *,
     shard_index: int = 0,
     num_shards: int = 1,
-    pad_token_id: int = 0,
 ) -> ReferenceLogps:
     """Score the pairs of batches ``shard_index, shard_index + num_shards, …`` of ``dataset``.
 
@@ -224,8 +225,10 @@ def score_reference(
     ``merge_reference_logps``. Shards are strided by whole batches, so every batch (its padding,
     hence its arithmetic) is the one a single process scores, and the merged shards equal the
     single-process result bit for bit. A shard can be empty (more ranks than batches). Uses the
-    training forward (``concatenated_logps``) so that the policy's log-probs at step 0 equal these.
+    training batches and forward (``collate_preference_pairs`` through ``loaded``'s family,
+    ``concatenated_logps``) so that the policy's log-probs at step 0 equal these.
     """
+    model = loaded.model
     if not 0 <= shard_index < num_shards:
         raise ValueError(f"shard {shard_index} of {num_shards} does not exist")
     positions = [
@@ -254,7 +257,9 @@ def score_reference(
                 disable=not is_main_process(),
             ):
                 chunk = positions[start : start + batch_size]
-                batch = preference_collate([dataset[i] for i in chunk], pad_token_id=pad_token_id)
+                batch = preference_collate(
+                    [dataset[i] for i in chunk], collate=partial(loaded.family.collate, loaded)
+                )
                 batch = send_to_device(batch, model.device)
                 logps = concatenated_logps(model, batch)  # 2B rows: [chosen; rejected]
                 supervised = batch["concatenated_labels"] != IGNORE_INDEX  # [2B, L]

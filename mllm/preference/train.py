@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from functools import partial
 
+from mllm.family.registry import load_model
 from mllm.launch import main
-from mllm.model.io import load_model
 from mllm.train.settings import TrainSettings
 from mllm.train.trainer import train
 
@@ -53,8 +53,7 @@ def train_preference(
     )
     reference = load_reference_logps(reference_path, key)
     return train(
-        loaded.model,
-        loaded.tokenizer,
+        loaded,
         dataset,
         None,
         settings,
@@ -64,7 +63,7 @@ def train_preference(
         metrics_path=metrics_path,
         job=__spec__.name,  # this module's name, also under ``python -m``
         job_inputs={"preference": preference, "reference_logps": key.digest},
-        collate=partial(collate_preference_pairs, pad_token_id=loaded.tokenizer.pad_token_id or 0),
+        collate=partial(collate_preference_pairs, collate=partial(loaded.family.collate, loaded)),
         trainer_class=PreferenceTrainer,
         trainer_kwargs={"reference_logps": reference, "preference": preference},
     )

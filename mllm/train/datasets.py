@@ -1,5 +1,5 @@
-"""Datasets over the exercise's JSON formats, preprocessed with the model's own tokenizer and
-image processor."""
+"""Datasets over the exercise's JSON formats, preprocessed by the model's family with the model's
+own processing (``ModelFamily.training_sample``)."""
 
 from __future__ import annotations
 
@@ -10,19 +10,18 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
-from transformers import PreTrainedTokenizerBase
 
 from mllm.data.errors import DataError
-from mllm.data.images import ImageProcessor, image_file
-from mllm.data.preprocess import preprocess_sft_record, sft_image_refs
-from mllm.model.io import LoadedModel
+from mllm.data.images import image_file
+from mllm.data.preprocess import read_sft_record, sft_image_refs
+from mllm.family.base import LoadedModel
 from mllm.records import read_json_records
 
 log = logging.getLogger(__name__)
 
 
 class PreprocessedDataset(Dataset):
-    """Records preprocessed with one model's tokenizer and image processor: the base of the SFT and
+    """Records preprocessed for one model (``loaded``) by its family: the base of the SFT and
     preference datasets, which check and preprocess every record up front so that a bad one fails
     *before* training starts, naming the file and the record (no half-trained model is written).
 
@@ -38,18 +37,14 @@ class PreprocessedDataset(Dataset):
     def __init__(
         self,
         records: Sequence[dict],
-        tokenizer: PreTrainedTokenizerBase,
-        image_processor: ImageProcessor,
+        loaded: LoadedModel,
         *,
-        query_num: int,
         max_length: int,
         image_folder: str | None = None,
         source: str = "dataset",
         cache: bool = True,
     ):
-        self.tokenizer = tokenizer
-        self.image_processor = image_processor
-        self.query_num = query_num
+        self.loaded = loaded
         self.max_length = max_length
         self.image_folder = image_folder
         self.source = source
@@ -70,9 +65,7 @@ class PreprocessedDataset(Dataset):
         ``options`` are the subclass's own keyword arguments."""
         return cls(
             read_json_records(path),
-            loaded.tokenizer,
-            loaded.image_processor,
-            query_num=loaded.model.config.query_num,
+            loaded,
             max_length=max_length,
             image_folder=str(image_folder) if image_folder is not None else None,
             source=str(path),
@@ -146,14 +139,16 @@ class SupervisedDataset(PreprocessedDataset):
         return records, samples
 
     def _build(self, record: dict, index: int) -> dict:
+        sample_id = record.get("id", "?")
         try:
-            return preprocess_sft_record(
-                record,
-                self.tokenizer,
-                self.image_processor,
-                image_folder=self.image_folder,
-                query_num=self.query_num,
+            conversations, images = read_sft_record(record, self.image_folder)
+            family = self.loaded.family
+            return family.training_sample(
+                self.loaded,
+                rendered_boxes(self.loaded, conversations, images, f"sample {sample_id}"),
+                images,
                 max_length=self.max_length,
+                sample_id=sample_id,
             )
         except (DataError, KeyError, TypeError) as error:
             raise DataError(self._record_label(record, index), str(error)) from error
@@ -170,3 +165,21 @@ class SupervisedDataset(PreprocessedDataset):
 
     def __getitem__(self, index: int) -> dict:
         return self._sample(index)
+
+
+def rendered_boxes(
+    loaded: LoadedModel, conversations: Sequence[dict], images: Sequence, source: str
+) -> list[dict]:
+    """``conversations`` with each grounding turn ``{role: assistant, expression, box}`` (a pixel
+    box of the record's one image) written as the family's answer text (``box_answer``), so one
+    grounding file trains every family in its own box convention."""
+    rendered = []
+    for turn in conversations:
+        if "box" in turn:
+            if len(images) != 1:
+                raise DataError(source, f"a box answer needs exactly one image, not {len(images)}")
+            box = tuple(float(v) for v in turn["box"])
+            content = loaded.family.box_answer(loaded, turn["expression"], box, images[0])
+            turn = {"role": turn["role"], "content": content}
+        rendered.append(turn)
+    return rendered

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 
+from mllm.family.registry import load_model
 from mllm.launch import main
-from mllm.model.io import load_model
 
 from .datasets import SupervisedDataset
 from .settings import TrainSettings
@@ -44,8 +44,7 @@ def train_sft(
         SupervisedDataset.from_file(eval_file, loaded, **options) if eval_file is not None else None
     )
     return train(
-        loaded.model,
-        loaded.tokenizer,
+        loaded,
         train_data,
         eval_data,
         settings,

@@ -1,7 +1,8 @@
 """Glue around ``transformers.Trainer`` shared by every training stage.
 
-The model computes its own loss on pre-shifted labels, so the stock Trainer loop needs no
-override for SFT: only arguments, freezing, resume and the final save live here.
+The SFT loss is computed here from the logits and the pre-shifted labels (``SupervisedTrainer``),
+never by handing labels to the model (an HF model would shift them a second time); arguments,
+freezing, resume and the final save (through the model's family) live here too.
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from mllm.atomic import write_json
 from mllm.data.collators import sft_collate
 from mllm.distributed import world_size
+from mllm.family.base import LoadedModel, ModelFamily
 from mllm.hashing import update_with_file
-from mllm.model.io import save_model
+from mllm.model.llm import supervised_token_loss
 from mllm.model.lora import apply_lora
-from mllm.model.mllm import MLLMModel
 from mllm.workflow.code_inputs import code_inputs
 
 from .checkpoint_lock import exclusive_checkpoints
@@ -45,19 +46,49 @@ log = logging.getLogger(__name__)
 REPOSITORY = Path(__file__).resolve().parents[2]  # the folder above the mllm package
 
 
-def set_trainable_parts(model: MLLMModel, settings: TrainSettings) -> dict[str, int]:
-    """Freeze/unfreeze vision tower, resampler and LLM as configured; returns trainable counts."""
-    parts = {
-        "vpm": settings.tune_vision,
-        "resampler": settings.tune_resampler,
+def set_trainable_parts(
+    family: ModelFamily, model: torch.nn.Module, settings: TrainSettings
+) -> dict[str, int]:
+    """Freeze/unfreeze vision tower, projector and LLM as configured; returns trainable counts by
+    module name."""
+    tuned = {
+        "vision": settings.tune_vision,
+        "projector": settings.tune_resampler,
         "llm": settings.tune_llm,
     }
-    for name, trainable in parts.items():
-        getattr(model, name).requires_grad_(trainable)
+    parts = family.model_parts(model)
+    for role, (_, module) in parts.items():
+        module.requires_grad_(tuned[role])
     return {
-        name: sum(p.numel() for p in getattr(model, name).parameters() if p.requires_grad)
-        for name in parts
+        name: sum(p.numel() for p in module.parameters() if p.requires_grad)
+        for name, module in parts.values()
     }
+
+
+class SupervisedTrainer(Trainer):
+    """The stock loop with the SFT loss: token cross-entropy of the family's
+    ``supervised_logits`` against the pre-shifted labels, summed over the batch and divided by
+    the Trainer's count of supervised tokens in the whole accumulated batch (every token weighs
+    the same under gradient accumulation and across ranks)."""
+
+    def __init__(self, *args, family: ModelFamily, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.family = family
+        # The loss below takes the token count, whatever the model's forward accepts: have the
+        # Trainer count it and not divide again by the accumulation steps.
+        self.model_accepts_loss_kwargs = True
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = dict(inputs)
+        labels = inputs.pop("labels")  # [B, L] pre-shifted
+        logits, targets = self.family.supervised_logits(model, inputs, labels)
+        loss = supervised_token_loss(logits, targets, num_items_in_batch)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            # The count covers every rank's tokens and DDP averages the gradients: scale back
+            # (the Trainer's own compute_loss does the same).
+            processes = self.accelerator.num_processes // self.get_tp_size()
+            loss = loss * (processes if self.args.n_gpu <= 1 else self.args.n_gpu)
+        return (loss, {"logits": logits}) if return_outputs else loss
 
 
 def training_arguments(
@@ -114,7 +145,7 @@ def refuse_sharded_weights(deepspeed_config: str | None) -> None:
 
 def run_fingerprint(
     settings: TrainSettings,
-    model: MLLMModel,
+    model: torch.nn.Module,
     tokenizer: PreTrainedTokenizerBase,
     train_dataset: PreprocessedDataset,
     *,
@@ -276,8 +307,7 @@ def whole_run_train_loss(state: TrainerState, resumed_step: int, resumed_loss: f
 
 
 def train(
-    model: MLLMModel,
-    tokenizer: PreTrainedTokenizerBase,
+    loaded: LoadedModel,
     train_dataset: PreprocessedDataset,
     eval_dataset: PreprocessedDataset | None,
     settings: TrainSettings,
@@ -289,10 +319,10 @@ def train(
     job: str,
     job_inputs: Mapping[str, Any] | None = None,
     collate: Callable | None = None,
-    trainer_class: type[Trainer] = Trainer,
+    trainer_class: type[Trainer] | None = None,
     trainer_kwargs: dict | None = None,
 ) -> dict:
-    """Train, resuming from the newest checkpoint in ``checkpoint_dir`` if one exists, then write the
+    """Train ``loaded``'s model, resuming from the newest checkpoint in ``checkpoint_dir`` if one exists, then write the
     final (LoRA-merged) model to ``model_dir`` and the Trainer state and metrics beside it, and
     remove the checkpoints.
 
@@ -305,17 +335,23 @@ def train(
     with exclusive_checkpoints(checkpoint_dir, job):  # one trainer per checkpoint folder
         refuse_sharded_weights(settings.deepspeed)
         set_seed(settings.seed)
+        model, family = loaded.model, loaded.family
         fingerprint = run_fingerprint(
-            settings, model, tokenizer, train_dataset, job=job, job_inputs=job_inputs
+            settings, model, loaded.tokenizer, train_dataset, job=job, job_inputs=job_inputs
         )
-        trainable = set_trainable_parts(model, settings)
+        trainable = set_trainable_parts(family, model, settings)
         if settings.lora is not None:
-            model = apply_lora(model, settings.lora)
+            model = apply_lora(model, settings.lora, default_regex=family.lora_target_regex)
         if settings.gradient_checkpointing:
             model.enable_input_require_grads()
         collate = collate or partial(
-            sft_collate, max_length=settings.max_length, pad_token_id=tokenizer.pad_token_id or 0
+            sft_collate, collate=partial(family.collate, loaded), max_length=settings.max_length
         )
+        if trainer_class is None:
+            trainer_class, trainer_kwargs = (
+                SupervisedTrainer,
+                {"family": family, **(trainer_kwargs or {})},
+            )
         trainer = trainer_class(
             model=model,
             args=training_arguments(settings, checkpoint_dir, evaluate=eval_dataset is not None),
@@ -354,7 +390,7 @@ def train(
             metrics["eval_loss"] = trainer.evaluate()["eval_loss"]
         if trainer.is_world_process_zero():  # every rank holds the same weights; one writes them
             final = model.merge_and_unload() if settings.lora is not None else model
-            save_model(final, tokenizer, model_dir)
+            family.save(loaded, final, model_dir)
             trainer.state.save_to_json(str(state_path))
             write_json(metrics_path, metrics)
             # Checkpoints only serve a killed run. Once the outputs exist they are dead weight (GBs for

@@ -19,6 +19,9 @@ GROUNDING_STAGE = "grounding"  # the grounding SFT run: a stage like any other
 ON_POLICY_PAIRS = "results/preference/pairs.json"
 # Keys of preference.on_policy the workflow reads itself (the decoding preset), not OnPolicySettings.
 ON_POLICY_WORKFLOW_KEYS = ("strategy",)
+# The demo world builds the own family's model (mllm.family.own.OwnFamily.name); named here, not
+# imported, so that parsing the Snakefile does not import torch.
+DEMO_FAMILY = "mllm"
 
 
 class ConfigError(ValueError):
@@ -194,6 +197,20 @@ class Plan:
         None without a preference stage."""
         return self.preference.get("pairs", "world") if self.preference else None
 
+    def _check_model(self) -> None:
+        """The demo world's family is the own one; the real world names its checkpoint. (That
+        the checkpoint is of ``model.family`` is checked when it is downloaded.)"""
+        family = section(self.config, "model", "family", default=DEMO_FAMILY)
+        world = self.config.get("world")
+        if world == "demo" and family != DEMO_FAMILY:
+            raise ConfigError(
+                f"config model.family: the demo world builds a {DEMO_FAMILY!r} model, not {family!r}"
+            )
+        if world == "real" and not section(self.config, "model", "source"):
+            raise ConfigError(
+                "config model.source: the real world needs a checkpoint (HF hub repo id or folder)"
+            )
+
     @property
     def on_policy_strategy(self) -> str:
         return (self.preference.get("on_policy") or {}).get("strategy", "sampling")
@@ -206,6 +223,7 @@ class Plan:
     # --- checks -------------------------------------------------------------------------------
 
     def _check(self) -> None:
+        self._check_model()
         runs = {"base", *self.sft_runs, *self.preference_runs}
         if self.grounding:
             runs.add(GROUNDING_STAGE)

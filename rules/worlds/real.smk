@@ -29,8 +29,9 @@ rule download_model:
     resources:
         mem_mb=4000,
     params:
-        source=settings("real", "model"),
-        revision=settings("real", "model_revision"),
+        source=settings("model", "source"),
+        revision=settings("model", "revision", default=None),
+        family=settings("model", "family"),
         trust_remote_code=settings("real", "trust_remote_code", default=False),
     script:
         "../../workflow_scripts/download_model.py"
