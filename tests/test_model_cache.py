@@ -49,7 +49,9 @@ def test_in_place_layer_follows_dynamic_layer_through_growth_crop_select_and_reo
 
     def step(length: int, batch: int = 4) -> None:
         keys, values = (torch.randn(batch, 2, length, 8, generator=generator) for _ in range(2))
-        for got, expected in zip(ours.update(keys, values), theirs.update(keys, values)):
+        for got, expected in zip(
+            ours.update(keys, values), theirs.update(keys, values), strict=True
+        ):
             assert torch.equal(got, expected)
 
     step(10)  # prefill

@@ -3,7 +3,9 @@
 HF's ``DynamicLayer`` appends with ``torch.cat``, copying the whole cache of every layer at every
 step: work that grows with batch × length and is a good part of a batched step on a CPU. This
 layer keeps a buffer with room to spare and hands attention a view of its filled part; the
-values, and so every score, are the same bits as with ``DynamicLayer``.
+values, and so every score, are the same bits as with ``DynamicLayer``. Beam search's per-step
+reorder gathers the filled positions into a second pair of buffers (twice the cache's memory,
+half of HF's copy work: ``DynamicLayer`` gathers, then concatenates).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import torch
 from transformers.cache_utils import Cache, DynamicLayer
 
-SPARE_POSITIONS = 64  # room allocated past the current length; doubles when it runs out
+SPARE_POSITIONS = 64  # least room past the current length when a buffer is (re)allocated
 
 
 class InPlaceLayer(DynamicLayer):
