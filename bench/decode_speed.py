@@ -68,7 +68,7 @@ def main() -> None:
                 )
                 answers.setdefault(name, {})[batch_size] = decoded
             single, batched = speed[BATCH_SIZES[0]], speed[BATCH_SIZES[-1]]
-            print(f"{name:<10} {single:>10.1f} {batched:>10.1f} {batched / single:>7.2f}")
+            print(f"{name:<10} {single:>10.2f} {batched:>10.2f} {batched / single:>7.2f}")
     if args.answers:
         with open(args.answers, "w") as file:
             json.dump(answers, file, indent=1)
