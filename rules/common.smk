@@ -20,6 +20,7 @@ REPOSITORY = Path(workflow.current_basedir).parent
 sys.path.insert(0, str(REPOSITORY))  # the library's workflow layer, installed or not
 
 from mllm.workflow.code_inputs import code_inputs
+from mllm.workflow.launch_command import gpus_per_node, job_resources, launch_prefix
 from mllm.workflow.plan import GROUNDING_STAGE, ON_POLICY_PAIRS, Plan, section
 from mllm.workflow.world import (
     WORLD_DIR,
@@ -34,6 +35,9 @@ PLAN = Plan(config)
 THREADS = config["compute"]["threads"]
 TRAIN_GPUS = config["compute"]["train_gpus"]
 EVAL_GPUS = config["compute"]["eval_gpus"]
+# `resources:` of the jobs that may span compute.train_nodes nodes (training, reference_logps)
+TRAINING_RESOURCES = job_resources(config["compute"]["train_nodes"], TRAIN_GPUS)
+REFERENCE_RESOURCES = job_resources(config["compute"]["train_nodes"], EVAL_GPUS)
 
 
 def settings(*keys, default=None):
@@ -121,9 +125,10 @@ def job_spec(**arguments):
 
 
 def launcher(wildcards, resources):
-    """`params: launch=`: how a job module starts (`{params.launch} mllm.train.sft train_sft …`).
-    With resources.gpu > 1, torchrun (`python -m torch.distributed.run`) forks one rank per GPU
-    inside the job's single SLURM task; with 0 or 1 GPU it is one plain process.
+    """`params: launch=`: how a job module starts (`{params.launch} mllm.train.sft train_sft …`):
+    one process; torchrun forking one rank per GPU inside the job's single SLURM task; or, on
+    several nodes (`compute.train_nodes`), one task per node each starting torchrun
+    (mllm.workflow.launch_command renders and runs the exact commands).
 
     The interpreter is the job's conda env's `python` under `--sdm conda`, else the one running
     Snakemake (whose environment need not be on PATH). Derived from resources, hence no rerun
@@ -134,12 +139,9 @@ def launcher(wildcards, resources):
         if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
         else shlex.quote(sys.executable)
     )
-    gpus = int(resources.get("gpu", 0))
-    if gpus > 1:
-        return (
-            f"{python} -m torch.distributed.run --standalone --nproc_per_node={gpus} -m"
-        )
-    return f"{python} -m"
+    return launch_prefix(
+        python, int(resources.get("nodes", 1)), gpus_per_node(resources)
+    )
 
 
 def job_benchmarks():

@@ -35,6 +35,9 @@ TRAINING_RULES = {"warm_up_vision", "build_base_model", "train_sft", "train_grou
 TRAINING_RULES |= {"train_preference"}
 EVALUATION_RULES = {"decode", "reference_logps", "grounding_eval", "yesno_accuracy"}
 EVALUATION_RULES |= {"build_preference_pairs"}
+# The launcher jobs that span compute.train_nodes nodes (torchrun on every node).
+MULTI_NODE_RULES = {"build_base_model", "train_sft", "train_grounding", "train_preference"}
+MULTI_NODE_RULES |= {"reference_logps"}
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.")
 
 
@@ -170,9 +173,23 @@ def assert_sbatch_lines(records: list[dict], compute: dict) -> None:
     from the profile. CPU rules: default partition and account, one task, cpus from threads."""
     profile = real_profile()
     defaults, per_rule = profile["default-resources"], profile["set-resources"]
+    nodes = compute.get("train_nodes", 1)
     for record in records:
         rule, sbatch = record["rule"], record["sbatch"]
         assert flag(sbatch, "-A") == defaults["slurm_account"], sbatch
+        if nodes > 1 and rule in MULTI_NODE_RULES:
+            gpus = compute["train_gpus" if rule in TRAINING_RULES else "eval_gpus"]
+            wanted = per_rule[rule]
+            # N nodes, one task each, G GPUs on every node (--gres counts per node; --gpus
+            # would count for the whole job), CPUs and memory per GPU / per node from the profile.
+            assert flag(sbatch, "--nodes") == str(nodes), sbatch
+            assert flag(sbatch, "--ntasks") == str(nodes), sbatch
+            assert flag(sbatch, "--gres") == f"gpu:{gpus}", sbatch
+            assert "--gpus" not in sbatch and "--ntasks-per-gpu" not in sbatch, sbatch
+            assert flag(sbatch, "--cpus-per-gpu") == str(wanted["cpus_per_gpu"]), sbatch
+            assert flag(sbatch, "-p") == wanted["slurm_partition"], sbatch
+            assert flag(sbatch, "--mem") == str(wanted["mem_mb"]), sbatch
+            continue
         if rule in per_rule:
             wanted = per_rule[rule]
             if rule in TRAINING_RULES:
@@ -186,7 +203,7 @@ def assert_sbatch_lines(records: list[dict], compute: dict) -> None:
             assert flag(sbatch, "--mem") == str(wanted["mem_mb"]), sbatch
             assert flag(sbatch, "-t") == str(minutes(wanted["runtime"])), sbatch
             assert "--ntasks" not in sbatch and "--cpus-per-task" not in sbatch, sbatch
-            assert "--gres" not in sbatch, sbatch
+            assert "--gres" not in sbatch and "--nodes" not in sbatch, sbatch
         else:
             # A GPU rule without set-resources would queue on the CPU partition.
             assert "--gpus" not in sbatch and "--gres" not in sbatch, (
@@ -207,6 +224,40 @@ def test_sbatch_lines_of_the_demo_dag_under_the_real_profile(tmp_path):
     records = [r for r in render_sbatch(tmp_path, config) if not r["local"]]
     assert {"warm_up_vision", "build_base_model", "decode", "chair"} <= {r["rule"] for r in records}
     assert_sbatch_lines(records, compute)
+
+
+def test_sbatch_lines_of_a_two_node_experiment(tmp_path):
+    """compute.train_nodes: 2 puts training and reference_logps on 2 nodes, one task each; the
+    other GPU rules stay on one node."""
+    compute = {"threads": 6, "train_gpus": 4, "eval_gpus": 2, "train_nodes": 2}
+    config = write_config(tmp_path / "config.yaml", **compute)
+    records = [r for r in render_sbatch(tmp_path, config) if not r["local"]]
+    assert {r["rule"] for r in records} >= {"build_base_model", "train_sft", "reference_logps"}
+    assert_sbatch_lines(records, compute)
+
+
+def test_two_node_jobs_start_the_multi_node_launcher(tmp_path):
+    """Each multi-node job's shell command starts mllm.workflow.launch_command (srun, then torchrun
+    per node) with the node count and the GPUs per node; the one-node jobs keep their launch."""
+    config = write_config(tmp_path / "config.yaml", train_gpus=4, eval_gpus=2, train_nodes=2)
+    result = subprocess.run(
+        [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n", "-p", "report"]
+        + ["--configfile", str(config), "--cores", "8"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    launch = r" -m mllm\.workflow\.launch_command --nodes=2 --nproc-per-node=(\d) -m (\S+ \w+) "
+    per_node = {job: int(gpus) for gpus, job in re.findall(launch, result.stdout)}
+    assert per_node == {
+        "mllm.demo.base_model build_base_model": 4,
+        "mllm.train.sft train_sft": 4,  # also train_grounding's job
+        "mllm.preference.reference build_reference_logps": 2,
+        "mllm.preference.train train_preference": 4,
+    }, result.stdout[-3000:]
+    assert "--standalone" not in result.stdout
 
 
 def test_sbatch_lines_of_the_exercise_experiment(tmp_path):

@@ -30,7 +30,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from mllm.atomic import write_json
 from mllm.data.collators import sft_collate
-from mllm.distributed import world_size
+from mllm.distributed import batch_geometry, world_size
 from mllm.hashing import update_with_file
 from mllm.model.io import save_model
 from mllm.model.lora import apply_lora
@@ -334,7 +334,7 @@ def train(
     metrics = {
         "train_loss": train_loss,
         "global_step": trainer.state.global_step,
-        "world_size": trainer.args.world_size,  # processes (GPUs): global batch = per-device × this
+        **batch_geometry(settings.per_device_batch_size, settings.gradient_accumulation_steps),
         "resumed_from": Path(last_checkpoint).name if last_checkpoint else None,
         "trainable_parameters": trainable
         if settings.lora is None
