@@ -32,13 +32,13 @@ from mllm.atomic import write_json
 from mllm.data.collators import sft_collate
 from mllm.distributed import batch_geometry, world_size
 from mllm.hashing import update_with_file
-from mllm.model.io import save_model
 from mllm.model.lora import apply_lora
 from mllm.model.mllm import MLLMModel
 from mllm.workflow.code_inputs import code_inputs
 
 from .datasets import PreprocessedDataset
 from .settings import TrainSettings
+from .sharded_save import check_sharding, save_whole_model
 
 log = logging.getLogger(__name__)
 REPOSITORY = Path(__file__).resolve().parents[2]  # the folder above the mllm package
@@ -78,6 +78,9 @@ def training_arguments(
         logging_steps=settings.logging_steps,
         logging_first_step=True,
         eval_strategy="steps" if periodic_eval else "no",
+        # The starting model's eval loss, inside train(): an evaluate() before it would wrap the
+        # model for inference, and DeepSpeed then never sets up its training engine.
+        eval_on_start=evaluate,
         eval_steps=settings.eval_steps if periodic_eval else None,
         save_strategy="steps" if settings.save_steps > 0 else "no",
         save_steps=settings.save_steps if settings.save_steps > 0 else 500,
@@ -87,28 +90,20 @@ def training_arguments(
         bf16=settings.bf16,
         gradient_checkpointing=settings.gradient_checkpointing,
         deepspeed=settings.deepspeed,
+        fsdp=True if settings.fsdp is not None else None,  # FSDP2, set up by the fsdp_config file
+        fsdp_config=settings.fsdp,
         report_to="none",
         remove_unused_columns=False,
         label_names=["labels"],
         dataloader_num_workers=0,
         prediction_loss_only=True,
         disable_tqdm=False,
-        # torchrun ranks on a machine without CUDA (tests, CPU nodes) talk over gloo, not NCCL.
+        # torchrun ranks on a machine without CUDA (tests, CPU nodes) talk over gloo, not NCCL;
+        # without use_cpu, Accelerate takes them for independent single processes (no DDP).
+        # DeepSpeed sets up its own (CPU) accelerator, which use_cpu would bypass.
+        use_cpu=not torch.cuda.is_available() and settings.deepspeed is None,
         ddp_backend="gloo" if world_size() > 1 and not torch.cuda.is_available() else None,
     )
-
-
-def refuse_sharded_weights(deepspeed_config: str | None) -> None:
-    """ZeRO-3 leaves each rank a shard of the weights, and ``train`` saves rank 0's model: the
-    result would be a partial checkpoint. Fail before training instead of after it."""
-    if deepspeed_config is None:
-        return
-    stage = json.loads(Path(deepspeed_config).read_text()).get("zero_optimization", {}).get("stage")
-    if stage == 3:
-        raise ValueError(
-            f"{deepspeed_config}: ZeRO-3 shards the weights across ranks and only rank 0 saves the "
-            "model; use ZeRO-2 (config/deepspeed/zero2.json)"
-        )
 
 
 def run_fingerprint(
@@ -300,7 +295,7 @@ def train(
     by the same run: ``job`` (the job's module) and ``job_inputs`` (its settings and inputs besides
     ``settings``, the starting model and the data) complete its ``run_fingerprint``.
     """
-    refuse_sharded_weights(settings.deepspeed)
+    check_sharding(settings.deepspeed, settings.fsdp)
     set_seed(settings.seed)
     fingerprint = run_fingerprint(
         settings, model, tokenizer, train_dataset, job=job, job_inputs=job_inputs
@@ -321,8 +316,6 @@ def train(
         data_collator=collate,
         **(trainer_kwargs or {}),
     )
-    # The starting model's eval loss, measured in the same job so "before vs after" is one artifact.
-    eval_loss_before = trainer.evaluate()["eval_loss"] if eval_dataset is not None else None
     with trainer.args.main_process_first(local=False, desc="checkpoint lookup"):
         last_checkpoint = resumable_checkpoint(checkpoint_dir, fingerprint)
     if last_checkpoint:
@@ -343,11 +336,14 @@ def train(
         },
     }
     if eval_dataset is not None:
-        metrics["eval_loss_before"] = eval_loss_before
+        # The starting model's (eval_on_start, step 0; a resumed run's history carries it), measured
+        # in the same job so "before vs after" is one artifact.
+        metrics["eval_loss_before"] = next(
+            e["eval_loss"] for e in trainer.state.log_history if "eval_loss" in e and e["step"] == 0
+        )
         metrics["eval_loss"] = trainer.evaluate()["eval_loss"]
-    if trainer.is_world_process_zero():  # every rank holds the same weights; one writes them
-        final = model.merge_and_unload() if settings.lora is not None else model
-        save_model(final, tokenizer, model_dir)
+    save_whole_model(trainer, model, tokenizer, model_dir, settings.lora)  # rank 0 writes it
+    if trainer.is_world_process_zero():
         trainer.state.save_to_json(str(state_path))
         write_json(metrics_path, metrics)
         # Checkpoints only serve a killed run. Once the outputs exist they are dead weight (GBs for
