@@ -51,7 +51,7 @@ def check_sharding(deepspeed_config: str | None, fsdp_config: str | None) -> Non
         if zero.get(GATHER_ON_SAVE) is not True:
             raise ValueError(
                 f"{deepspeed_config}: ZeRO-3 shards the weights across ranks; set "
-                f'zero_optimization.{GATHER_ON_SAVE}: true so the final save gathers the whole '
+                f"zero_optimization.{GATHER_ON_SAVE}: true so the final save gathers the whole "
                 "model (config/deepspeed/zero3.json does)"
             )
 
