@@ -13,6 +13,7 @@ from pathlib import Path
 
 from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 # rules/.. : the repository, also when a wrapper Snakefile elsewhere includes this one
@@ -20,6 +21,7 @@ REPOSITORY = Path(workflow.current_basedir).parent
 sys.path.insert(0, str(REPOSITORY))  # the library's workflow layer, installed or not
 
 from mllm.workflow.code_inputs import code_inputs
+from mllm.workflow.deployment import deployment_problem
 from mllm.workflow.launch_command import gpus_per_node, job_resources, launch_prefix
 from mllm.workflow.plan import GROUNDING_STAGE, ON_POLICY_PAIRS, Plan, section
 from mllm.workflow.world import (
@@ -31,6 +33,12 @@ from mllm.workflow.world import (
 )
 
 validate(config, schema="../config/schema.yaml")
+# Before any job: a login node without conda under `--sdm conda` says what to do about it.
+DEPLOYMENT_PROBLEM = deployment_problem(
+    {str(method) for method in workflow.deployment_settings.deployment_method}
+)
+if DEPLOYMENT_PROBLEM:
+    raise WorkflowError(DEPLOYMENT_PROBLEM)
 PLAN = Plan(config)
 THREADS = config["compute"]["threads"]
 TRAIN_GPUS = config["compute"]["train_gpus"]

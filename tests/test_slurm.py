@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -481,3 +482,45 @@ def test_a_failed_job_names_its_log_and_a_rerun_resumes_where_it_failed(cluster,
     second = {slurm_id for _, slurm_id, _ in SUBMITTED.findall(output)}
     assert len(second) == 2 and not second & first, output[-4000:]
     assert (workdir / "results" / "flaky" / "after.txt").exists()
+
+
+# --- software deployment -------------------------------------------------------------------------
+
+
+def test_deployment_problem_names_what_is_missing_and_the_venv_alternative():
+    from mllm.workflow.deployment import deployment_problem
+
+    nothing = lambda name: None  # noqa: E731 (a PATH without any tool)
+    conda = deployment_problem({"conda"}, which=nothing)
+    assert "`conda` is not on PATH" in conda and "--sdm env-modules" in conda
+    assert "Miniforge" in conda and "24.7.1" in conda
+    assert "apptainer" in deployment_problem({"apptainer"}, which=nothing)
+    assert deployment_problem({"conda"}, which=lambda name: f"/opt/bin/{name}") is None
+    assert deployment_problem({"env-modules"}, which=nothing) is None
+    assert deployment_problem(set(), which=nothing) is None
+
+
+def test_the_slurm_profile_without_conda_says_what_to_do(tmp_path):
+    """`snakemake --profile slurm -n report` on a login node without conda stops before the DAG
+    with the fix (install conda, or a prebuilt venv with --sdm env-modules), not with
+    "conda: command not found" mid-way."""
+    # PATH without any directory holding a conda
+    path = [d for d in os.environ["PATH"].split(os.pathsep) if not shutil.which("conda", path=d)]
+    env = dict(os.environ, PATH=os.pathsep.join(path))
+    command = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(tmp_path / "work")]
+    command += ["--profile", "slurm", "-n", "report", "--configfile", str(TINY_CONFIG)]
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "`conda` is not on PATH" in output and "--sdm env-modules" in output, output[-3000:]
+    assert "command not found" not in output
+    # ... and the venv alternative it names passes the same dry-run.
+    venv = subprocess.run(
+        [*command, "--sdm", "env-modules"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert venv.returncode == 0, venv.stdout[-3000:] + venv.stderr[-3000:]
