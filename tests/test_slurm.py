@@ -524,3 +524,18 @@ def test_the_slurm_profile_without_conda_says_what_to_do(tmp_path):
         timeout=300,
     )
     assert venv.returncode == 0, venv.stdout[-3000:] + venv.stderr[-3000:]
+
+
+def test_the_conda_env_file_installs_this_repository_on_its_python():
+    """What can be checked of envs/mllm.yaml without a conda channel: it installs this checkout
+    (`-e ..` relative to the file) on the python pyproject.toml asks for."""
+    env = yaml.safe_load((REPO / "envs" / "mllm.yaml").read_text())
+    dependencies = env["dependencies"]
+    python = next(d for d in dependencies if isinstance(d, str) and d.startswith("python="))
+    requires = re.search(r'requires-python\s*=\s*"([^"]+)"', (REPO / "pyproject.toml").read_text())
+    from packaging.specifiers import SpecifierSet
+
+    assert python.split("=", 1)[1] + ".0" in SpecifierSet(requires.group(1)), (python, requires)
+    pip = next(d["pip"] for d in dependencies if isinstance(d, dict) and "pip" in d)
+    assert pip == ["-e .."] and (REPO / "envs" / ".." / "pyproject.toml").is_file()
+    assert env["channels"][0] == "conda-forge"
