@@ -73,7 +73,7 @@ def test_a_two_node_training_job_equals_the_one_node_run(two_nodes, tmp_path, mo
         ["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, check=True
     ).stdout
     assert "NumNodes=2 " in details and "NodeList=n[1-2]" in details, details
-    log = (workdir / "logs" / "build_base_model.log").read_text()
+    log = (workdir / "logs" / "build_base_model.log").read_text(errors="replace")
     torchruns = re.findall(r"^\S+ -m torch\.distributed\.run (.*)$", log, re.MULTILINE)
     assert len(torchruns) == 2, log[-4000:]  # one per node
     assert all("--nnodes=2 --nproc-per-node=2 --rdzv-backend=c10d" in line for line in torchruns)
