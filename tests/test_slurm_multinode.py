@@ -94,6 +94,7 @@ def test_a_two_node_training_job_equals_the_one_node_run(two_nodes, tmp_path, mo
     job_words = shlex.split(srun)
     job_words = job_words[job_words.index("-m", job_words.index("--head-node=n1")) :]
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    env.pop("GLOO_SOCKET_IFNAME")  # the host has no node-namespace interface
     single = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4"]
         + job_words,
