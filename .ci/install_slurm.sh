@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what tests/test_slurm.py needs for a real one-node SLURM cluster on loopback:
-# slurmctld + slurmd + the client commands (Debian's slurm-wlm) and munge for authentication.
+# slurmctld + slurmd + the client commands (Debian's slurm-wlm) and munge for authentication;
+# and for the two-node cluster of tests/test_slurm_multinode.py (one slurmd per network
+# namespace): iproute2 (`ip netns`, veth, bridge) and util-linux (`nsenter`).
 # Idempotent: installs only what is missing. Needs root (CI runs as root). The test itself writes
 # /etc/slurm/slurm.conf and starts/stops the daemons; nothing is started here.
 set -euo pipefail
 
-PACKAGES=(slurm-wlm slurm-client munge)
+PACKAGES=(slurm-wlm slurm-client munge iproute2 util-linux)
 if ! dpkg -s "${PACKAGES[@]}" >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

@@ -23,6 +23,26 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", 1))
 
 
+def local_world_size() -> int:
+    """Ranks on this node (torchrun's ``--nproc-per-node``)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+
+
+def node_count() -> int:
+    """Nodes the job spans (``compute.train_nodes``): every node runs the same number of ranks."""
+    return max(1, world_size() // local_world_size())
+
+
+def batch_geometry(per_device_batch_size: int, gradient_accumulation_steps: int) -> dict[str, int]:
+    """What a training run's metrics record of its layout: the node and rank counts set the global
+    batch (samples per optimizer step), so results are only comparable with it."""
+    return {
+        "world_size": world_size(),
+        "nodes": node_count(),
+        "global_batch_size": per_device_batch_size * gradient_accumulation_steps * world_size(),
+    }
+
+
 def is_main_process() -> bool:
     """Rank 0: the one process that logs, and writes a job's outputs."""
     return rank() == 0

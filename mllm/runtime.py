@@ -13,10 +13,10 @@ def start_job(log_path: str | os.PathLike | None, threads: int = 1) -> None:
 
     Snakemake keeps the log of a failed job and names it in its error message, so everything a
     user needs to debug a failure must land there. ``log_path=None`` keeps stdout/stderr: a
-    ``shell:`` rule has redirected them into the log already. Under torchrun the job's threads are
+    ``shell:`` rule has redirected them into the log already. Under torchrun a node's threads are
     split among its ranks, and only rank 0 logs below warnings (N copies of each line help no one).
     """
-    from mllm.distributed import is_main_process, world_size
+    from mllm.distributed import is_main_process, local_world_size
 
     stream = sys.stderr
     if log_path is not None:
@@ -32,4 +32,4 @@ def start_job(log_path: str | os.PathLike | None, threads: int = 1) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
 
-    torch.set_num_threads(max(1, threads // world_size()))
+    torch.set_num_threads(max(1, threads // local_world_size()))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 # rules/.. : the repository, also when a wrapper Snakefile elsewhere includes this one
@@ -21,7 +22,9 @@ REPOSITORY = Path(workflow.current_basedir).parent
 sys.path.insert(0, str(REPOSITORY))  # the library's workflow layer, installed or not
 
 from mllm.workflow.code_inputs import code_inputs
+from mllm.workflow.deployment import deployment_problem
 from mllm.workflow.image_manifest import refresh_manifest
+from mllm.workflow.launch_command import gpus_per_node, job_resources, launch_prefix
 from mllm.workflow.plan import GROUNDING_STAGE, ON_POLICY_PAIRS, Plan, section
 from mllm.workflow.world import (
     WORLD_DIR,
@@ -33,10 +36,19 @@ from mllm.workflow.world import (
 )
 
 validate(config, schema="../config/schema.yaml")
+# Before any job: a login node without conda under `--sdm conda` says what to do about it.
+DEPLOYMENT_PROBLEM = deployment_problem(
+    {str(method) for method in workflow.deployment_settings.deployment_method}
+)
+if DEPLOYMENT_PROBLEM:
+    raise WorkflowError(DEPLOYMENT_PROBLEM)
 PLAN = Plan(config)
 THREADS = config["compute"]["threads"]
 TRAIN_GPUS = config["compute"]["train_gpus"]
 EVAL_GPUS = config["compute"]["eval_gpus"]
+# `resources:` of the jobs that may span compute.train_nodes nodes (training, reference_logps)
+TRAINING_RESOURCES = job_resources(config["compute"]["train_nodes"], TRAIN_GPUS)
+REFERENCE_RESOURCES = job_resources(config["compute"]["train_nodes"], EVAL_GPUS)
 
 
 def settings(*keys, default=None):
@@ -169,9 +181,10 @@ def job_spec(**arguments):
 
 
 def launcher(wildcards, resources):
-    """`params: launch=`: how a job module starts (`{params.launch} mllm.train.sft train_sft …`).
-    With resources.gpu > 1, torchrun (`python -m torch.distributed.run`) forks one rank per GPU
-    inside the job's single SLURM task; with 0 or 1 GPU it is one plain process.
+    """`params: launch=`: how a job module starts (`{params.launch} mllm.train.sft train_sft …`):
+    one process; torchrun forking one rank per GPU inside the job's single SLURM task; or, on
+    several nodes (`compute.train_nodes`), one task per node each starting torchrun
+    (mllm.workflow.launch_command renders and runs the exact commands).
 
     The interpreter is the job's conda env's `python` under `--sdm conda`, else the one running
     Snakemake (whose environment need not be on PATH). Derived from resources, hence no rerun
@@ -182,12 +195,9 @@ def launcher(wildcards, resources):
         if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
         else shlex.quote(sys.executable)
     )
-    gpus = int(resources.get("gpu", 0))
-    if gpus > 1:
-        return (
-            f"{python} -m torch.distributed.run --standalone --nproc_per_node={gpus} -m"
-        )
-    return f"{python} -m"
+    return launch_prefix(
+        python, int(resources.get("nodes", 1)), gpus_per_node(resources)
+    )
 
 
 def job_benchmarks():

@@ -46,8 +46,8 @@ rule train_grounding:
         "../envs/mllm.yaml"
     threads: THREADS
     resources:
+        **TRAINING_RESOURCES,
         mem_mb=16000,
-        gpu=TRAIN_GPUS,
     params:
         launch=launcher,
         spec=job_spec(

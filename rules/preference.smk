@@ -54,8 +54,8 @@ rule reference_logps:
         "../envs/mllm.yaml"
     threads: THREADS
     resources:
+        **REFERENCE_RESOURCES,
         mem_mb=8000,
-        gpu=EVAL_GPUS,
     params:
         launch=launcher,
         spec=job_spec(
@@ -89,8 +89,8 @@ rule train_preference:
         "../envs/mllm.yaml"
     threads: THREADS
     resources:
+        **TRAINING_RESOURCES,
         mem_mb=16000,
-        gpu=TRAIN_GPUS,
     params:
         launch=launcher,
         spec=job_spec(

@@ -20,8 +20,8 @@ rule train_sft:
         "../envs/mllm.yaml"
     threads: THREADS
     resources:
+        **TRAINING_RESOURCES,
         mem_mb=16000,
-        gpu=TRAIN_GPUS,
     params:
         launch=launcher,
         spec=job_spec(

@@ -89,14 +89,3 @@ def test_zero2_keeps_the_configured_cosine_schedule(tmp_path):
     assert all(
         a > b for a, b in zip(zero2, zero2[1:], strict=False)
     )  # cosine decays, constant would not
-
-
-def test_zero3_is_refused_before_training(tmp_path):
-    from mllm.train.trainer import refuse_sharded_weights
-
-    config = tmp_path / "zero3.json"
-    config.write_text(json.dumps({"zero_optimization": {"stage": 3}}))
-    with pytest.raises(ValueError, match="ZeRO-3 shards the weights"):
-        refuse_sharded_weights(str(config))
-    refuse_sharded_weights(str(REPO / "config/deepspeed/zero2.json"))
-    refuse_sharded_weights(None)

@@ -186,6 +186,11 @@ def test_sft_on_two_ranks_writes_one_loadable_model(tmp_path):
     ]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["global_step"] == 4
+    # one node; the global batch counts both ranks' per-device batches
+    assert (
+        metrics["nodes"] == 1
+        and metrics["global_batch_size"] == 2 * SETTINGS["per_device_batch_size"]
+    )
     assert metrics["eval_loss"] < metrics["eval_loss_before"]
     assert result.stdout.count('"global_step"') == 1  # only rank 0 reports
     reloaded = load_model(tmp_path / "sft")

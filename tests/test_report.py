@@ -191,10 +191,21 @@ def test_sft_section_shows_base_and_runs_with_loss_curves():
                 "sft": {
                     "metrics": {"eval_loss_before": 3.0, "eval_loss": 0.2},
                     "log_history": history,
-                }
+                },
+                "grounding": {
+                    "metrics": {"world_size": 8, "nodes": 2, "global_batch_size": 64},
+                    "log_history": history,
+                },
             },
+            grounding_run="grounding",
         )
     )
+    # ranks, nodes and global batch of the runs that recorded them (sft predates the fields)
+    assert "global batch" in report.html
+    assert (
+        '<td class="text">grounding</td><td class="num">8</td><td class="num">2</td>'
+        '<td class="num">64</td>'
+    ) in report.html
     assert '<td class="text">base</td><td class="num">3.000</td><td class="num">0.500</td>' in (
         report.html
     )

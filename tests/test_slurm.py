@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -35,6 +36,9 @@ TRAINING_RULES = {"warm_up_vision", "build_base_model", "train_sft", "train_grou
 TRAINING_RULES |= {"train_preference"}
 EVALUATION_RULES = {"decode", "reference_logps", "grounding_eval", "yesno_accuracy"}
 EVALUATION_RULES |= {"build_preference_pairs"}
+# The launcher jobs that span compute.train_nodes nodes (torchrun on every node).
+MULTI_NODE_RULES = {"build_base_model", "train_sft", "train_grounding", "train_preference"}
+MULTI_NODE_RULES |= {"reference_logps"}
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.")
 
 
@@ -170,9 +174,23 @@ def assert_sbatch_lines(records: list[dict], compute: dict) -> None:
     from the profile. CPU rules: default partition and account, one task, cpus from threads."""
     profile = real_profile()
     defaults, per_rule = profile["default-resources"], profile["set-resources"]
+    nodes = compute.get("train_nodes", 1)
     for record in records:
         rule, sbatch = record["rule"], record["sbatch"]
         assert flag(sbatch, "-A") == defaults["slurm_account"], sbatch
+        if nodes > 1 and rule in MULTI_NODE_RULES:
+            gpus = compute["train_gpus" if rule in TRAINING_RULES else "eval_gpus"]
+            wanted = per_rule[rule]
+            # N nodes, one task each, G GPUs on every node (--gres counts per node; --gpus
+            # would count for the whole job), CPUs and memory per GPU / per node from the profile.
+            assert flag(sbatch, "--nodes") == str(nodes), sbatch
+            assert flag(sbatch, "--ntasks") == str(nodes), sbatch
+            assert flag(sbatch, "--gres") == f"gpu:{gpus}", sbatch
+            assert "--gpus" not in sbatch and "--ntasks-per-gpu" not in sbatch, sbatch
+            assert flag(sbatch, "--cpus-per-gpu") == str(wanted["cpus_per_gpu"]), sbatch
+            assert flag(sbatch, "-p") == wanted["slurm_partition"], sbatch
+            assert flag(sbatch, "--mem") == str(wanted["mem_mb"]), sbatch
+            continue
         if rule in per_rule:
             wanted = per_rule[rule]
             if rule in TRAINING_RULES:
@@ -186,7 +204,7 @@ def assert_sbatch_lines(records: list[dict], compute: dict) -> None:
             assert flag(sbatch, "--mem") == str(wanted["mem_mb"]), sbatch
             assert flag(sbatch, "-t") == str(minutes(wanted["runtime"])), sbatch
             assert "--ntasks" not in sbatch and "--cpus-per-task" not in sbatch, sbatch
-            assert "--gres" not in sbatch, sbatch
+            assert "--gres" not in sbatch and "--nodes" not in sbatch, sbatch
         else:
             # A GPU rule without set-resources would queue on the CPU partition.
             assert "--gpus" not in sbatch and "--gres" not in sbatch, (
@@ -207,6 +225,40 @@ def test_sbatch_lines_of_the_demo_dag_under_the_real_profile(tmp_path):
     records = [r for r in render_sbatch(tmp_path, config) if not r["local"]]
     assert {"warm_up_vision", "build_base_model", "decode", "chair"} <= {r["rule"] for r in records}
     assert_sbatch_lines(records, compute)
+
+
+def test_sbatch_lines_of_a_two_node_experiment(tmp_path):
+    """compute.train_nodes: 2 puts training and reference_logps on 2 nodes, one task each; the
+    other GPU rules stay on one node."""
+    compute = {"threads": 6, "train_gpus": 4, "eval_gpus": 2, "train_nodes": 2}
+    config = write_config(tmp_path / "config.yaml", **compute)
+    records = [r for r in render_sbatch(tmp_path, config) if not r["local"]]
+    assert {r["rule"] for r in records} >= {"build_base_model", "train_sft", "reference_logps"}
+    assert_sbatch_lines(records, compute)
+
+
+def test_two_node_jobs_start_the_multi_node_launcher(tmp_path):
+    """Each multi-node job's shell command starts mllm.workflow.launch_command (srun, then torchrun
+    per node) with the node count and the GPUs per node; the one-node jobs keep their launch."""
+    config = write_config(tmp_path / "config.yaml", train_gpus=4, eval_gpus=2, train_nodes=2)
+    result = subprocess.run(
+        [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n", "-p", "report"]
+        + ["--configfile", str(config), "--cores", "8"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    launch = r" -m mllm\.workflow\.launch_command --nodes=2 --nproc-per-node=(\d) -m (\S+ \w+) "
+    per_node = {job: int(gpus) for gpus, job in re.findall(launch, result.stdout)}
+    assert per_node == {
+        "mllm.demo.base_model build_base_model": 4,
+        "mllm.train.sft train_sft": 4,  # also train_grounding's job
+        "mllm.preference.reference build_reference_logps": 2,
+        "mllm.preference.train train_preference": 4,
+    }, result.stdout[-3000:]
+    assert "--standalone" not in result.stdout
 
 
 def test_sbatch_lines_of_the_exercise_experiment(tmp_path):
@@ -430,3 +482,60 @@ def test_a_failed_job_names_its_log_and_a_rerun_resumes_where_it_failed(cluster,
     second = {slurm_id for _, slurm_id, _ in SUBMITTED.findall(output)}
     assert len(second) == 2 and not second & first, output[-4000:]
     assert (workdir / "results" / "flaky" / "after.txt").exists()
+
+
+# --- software deployment -------------------------------------------------------------------------
+
+
+def test_deployment_problem_names_what_is_missing_and_the_venv_alternative():
+    from mllm.workflow.deployment import deployment_problem
+
+    nothing = lambda name: None  # noqa: E731 (a PATH without any tool)
+    conda = deployment_problem({"conda"}, which=nothing)
+    assert "`conda` is not on PATH" in conda and "--sdm env-modules" in conda
+    assert "Miniforge" in conda and "24.7.1" in conda
+    assert "apptainer" in deployment_problem({"apptainer"}, which=nothing)
+    assert deployment_problem({"conda"}, which=lambda name: f"/opt/bin/{name}") is None
+    assert deployment_problem({"env-modules"}, which=nothing) is None
+    assert deployment_problem(set(), which=nothing) is None
+
+
+def test_the_slurm_profile_without_conda_says_what_to_do(tmp_path):
+    """`snakemake --profile slurm -n report` on a login node without conda stops before the DAG
+    with the fix (install conda, or a prebuilt venv with --sdm env-modules), not with
+    "conda: command not found" mid-way."""
+    # PATH without any directory holding a conda
+    path = [d for d in os.environ["PATH"].split(os.pathsep) if not shutil.which("conda", path=d)]
+    env = dict(os.environ, PATH=os.pathsep.join(path))
+    command = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(tmp_path / "work")]
+    command += ["--profile", "slurm", "-n", "report", "--configfile", str(TINY_CONFIG)]
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "`conda` is not on PATH" in output and "--sdm env-modules" in output, output[-3000:]
+    assert "command not found" not in output
+    # ... and the venv alternative it names passes the same dry-run.
+    venv = subprocess.run(
+        [*command, "--sdm", "env-modules"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert venv.returncode == 0, venv.stdout[-3000:] + venv.stderr[-3000:]
+
+
+def test_the_conda_env_file_installs_this_repository_on_its_python():
+    """What can be checked of envs/mllm.yaml without a conda channel: it installs this checkout
+    (`-e ..` relative to the file) on the python pyproject.toml asks for."""
+    env = yaml.safe_load((REPO / "envs" / "mllm.yaml").read_text())
+    dependencies = env["dependencies"]
+    python = next(d for d in dependencies if isinstance(d, str) and d.startswith("python="))
+    requires = re.search(r'requires-python\s*=\s*"([^"]+)"', (REPO / "pyproject.toml").read_text())
+    from packaging.specifiers import SpecifierSet
+
+    assert python.split("=", 1)[1] + ".0" in SpecifierSet(requires.group(1)), (python, requires)
+    pip = next(d["pip"] for d in dependencies if isinstance(d, dict) and "pip" in d)
+    assert pip == ["-e .."] and (REPO / "envs" / ".." / "pyproject.toml").is_file()
+    assert env["channels"][0] == "conda-forge"

@@ -9,6 +9,25 @@ from mllm.report.content import ReportInputs, png_img, table
 from mllm.report.plots import loss_curves_png, preference_curves_png
 
 
+def layout_table(training: dict[str, dict]) -> str:
+    """Ranks, nodes and global batch of each run (from its metrics.json): the node and GPU counts
+    change the global batch, so two runs compare only with these in view. Empty for runs written
+    before they were recorded."""
+    rows = [
+        [
+            run,
+            metrics.get("world_size", "–"),
+            metrics.get("nodes", "–"),
+            metrics.get("global_batch_size", "–"),
+        ]
+        for run, entry in training.items()
+        if "world_size" in (metrics := entry.get("metrics", {}))
+    ]
+    if not rows:
+        return ""
+    return table(["run", "ranks (world size)", "nodes", "global batch"], rows)
+
+
 def sft_section(inputs: ReportInputs, figures: dict[str, bytes]) -> str:
     """Base vs each SFT run (eval loss, yes/no), and the loss curves of every supervised run,
     grounding SFT included (its eval loss is on the grounding validation split)."""
@@ -46,6 +65,7 @@ accuracy: greedy answers normalised to a leading yes/no, unparseable answers cou
 Curves: train loss (line) and eval loss (markers) per run; a grounding run's eval loss is on its
 validation referring expressions.</p>
 {summary}
+{layout_table(supervised)}
 {png_img(figures["sft_loss"], "supervised fine-tuning train and eval loss")}"""
 
 
@@ -82,4 +102,5 @@ reference model (its log-probs are scored once and cached). Rewards are β·(log
 the chosen and rejected answers; the margin is their difference, the accuracy the share of pairs
 with a positive margin. Values of the last logged step.</p>
 {table(["run", "loss", "rewards/chosen", "rewards/rejected", "margin", "reward acc."], rows)}
+{layout_table({run: inputs.training[run] for run in runs})}
 {png_img(figures["preference"], "preference loss and rewards")}"""

@@ -36,7 +36,8 @@ class TrainSettings(Settings):
     max_truncated_share: float = 0.05
     bf16: bool = False
     gradient_checkpointing: bool = False
-    deepspeed: str | None = None
+    deepspeed: str | None = None  # a DeepSpeed JSON (config/deepspeed/zero2.json, zero3.json)
+    fsdp: str | None = None  # an FSDP2 config JSON (config/fsdp/fsdp2.json); not with deepspeed
     tune_vision: bool = False
     tune_resampler: bool = True
     tune_llm: bool = True

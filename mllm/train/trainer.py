@@ -31,7 +31,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from mllm.atomic import write_json
 from mllm.data.collators import sft_collate
-from mllm.distributed import world_size
+from mllm.distributed import batch_geometry, world_size
 from mllm.family.base import LoadedModel, ModelFamily
 from mllm.hashing import update_with_file
 from mllm.model.llm import supervised_token_loss
@@ -41,6 +41,7 @@ from mllm.workflow.code_inputs import code_inputs
 from .checkpoint_lock import exclusive_checkpoints
 from .datasets import PreprocessedDataset
 from .settings import TrainSettings
+from .sharded_save import check_sharding, save_whole_model
 
 log = logging.getLogger(__name__)
 REPOSITORY = Path(__file__).resolve().parents[2]  # the folder above the mllm package
@@ -110,6 +111,9 @@ def training_arguments(
         logging_steps=settings.logging_steps,
         logging_first_step=True,
         eval_strategy="steps" if periodic_eval else "no",
+        # The starting model's eval loss, inside train(): an evaluate() before it would wrap the
+        # model for inference, and DeepSpeed then never sets up its training engine.
+        eval_on_start=evaluate,
         eval_steps=settings.eval_steps if periodic_eval else None,
         save_strategy="steps" if settings.save_steps > 0 else "no",
         save_steps=settings.save_steps if settings.save_steps > 0 else 500,
@@ -119,28 +123,20 @@ def training_arguments(
         bf16=settings.bf16,
         gradient_checkpointing=settings.gradient_checkpointing,
         deepspeed=settings.deepspeed,
+        fsdp=True if settings.fsdp is not None else None,  # FSDP2, set up by the fsdp_config file
+        fsdp_config=settings.fsdp,
         report_to="none",
         remove_unused_columns=False,
         label_names=["labels"],
         dataloader_num_workers=0,
         prediction_loss_only=True,
         disable_tqdm=False,
-        # torchrun ranks on a machine without CUDA (tests, CPU nodes) talk over gloo, not NCCL.
+        # torchrun ranks on a machine without CUDA (tests, CPU nodes) talk over gloo, not NCCL;
+        # without use_cpu, Accelerate takes them for independent single processes (no DDP).
+        # DeepSpeed sets up its own (CPU) accelerator, which use_cpu would bypass.
+        use_cpu=not torch.cuda.is_available() and settings.deepspeed is None,
         ddp_backend="gloo" if world_size() > 1 and not torch.cuda.is_available() else None,
     )
-
-
-def refuse_sharded_weights(deepspeed_config: str | None) -> None:
-    """ZeRO-3 leaves each rank a shard of the weights, and ``train`` saves rank 0's model: the
-    result would be a partial checkpoint. Fail before training instead of after it."""
-    if deepspeed_config is None:
-        return
-    stage = json.loads(Path(deepspeed_config).read_text()).get("zero_optimization", {}).get("stage")
-    if stage == 3:
-        raise ValueError(
-            f"{deepspeed_config}: ZeRO-3 shards the weights across ranks and only rank 0 saves the "
-            "model; use ZeRO-2 (config/deepspeed/zero2.json)"
-        )
 
 
 def run_fingerprint(
@@ -333,7 +329,7 @@ def train(
     on the same ``checkpoint_dir`` while this one runs is refused (``CheckpointsInUse``).
     """
     with exclusive_checkpoints(checkpoint_dir, job):  # one trainer per checkpoint folder
-        refuse_sharded_weights(settings.deepspeed)
+        check_sharding(settings.deepspeed, settings.fsdp)
         set_seed(settings.seed)
         model, family = loaded.model, loaded.family
         fingerprint = run_fingerprint(
@@ -360,8 +356,6 @@ def train(
             data_collator=collate,
             **(trainer_kwargs or {}),
         )
-        # The starting model's eval loss, measured in the same job so "before vs after" is one artifact.
-        eval_loss_before = trainer.evaluate()["eval_loss"] if eval_dataset is not None else None
         with trainer.args.main_process_first(local=False, desc="checkpoint lookup"):
             last_checkpoint = resumable_checkpoint(checkpoint_dir, fingerprint)
         if last_checkpoint:
@@ -375,7 +369,7 @@ def train(
         metrics = {
             "train_loss": train_loss,
             "global_step": trainer.state.global_step,
-            "world_size": trainer.args.world_size,  # processes (GPUs): global batch = per-device × this
+            **batch_geometry(settings.per_device_batch_size, settings.gradient_accumulation_steps),
             "resumed_from": Path(last_checkpoint).name if last_checkpoint else None,
             "trainable_parameters": trainable
             if settings.lora is None
@@ -386,11 +380,16 @@ def train(
             },
         }
         if eval_dataset is not None:
-            metrics["eval_loss_before"] = eval_loss_before
+            # The starting model's (eval_on_start, step 0; a resumed run's history carries it),
+            # measured in the same job so "before vs after" is one artifact.
+            metrics["eval_loss_before"] = next(
+                e["eval_loss"]
+                for e in trainer.state.log_history
+                if "eval_loss" in e and e["step"] == 0
+            )
             metrics["eval_loss"] = trainer.evaluate()["eval_loss"]
-        if trainer.is_world_process_zero():  # every rank holds the same weights; one writes them
-            final = model.merge_and_unload() if settings.lora is not None else model
-            family.save(loaded, final, model_dir)
+        save_whole_model(trainer, model, loaded, model_dir, settings.lora)  # rank 0 writes it
+        if trainer.is_world_process_zero():
             trainer.state.save_to_json(str(state_path))
             write_json(metrics_path, metrics)
             # Checkpoints only serve a killed run. Once the outputs exist they are dead weight (GBs for

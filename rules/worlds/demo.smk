@@ -106,8 +106,8 @@ rule build_base_model:
         "../../envs/mllm.yaml"
     threads: THREADS
     resources:
+        **TRAINING_RESOURCES,
         mem_mb=8000,
-        gpu=TRAIN_GPUS,
     params:
         launch=launcher,
         spec=job_spec(

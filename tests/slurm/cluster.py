@@ -219,8 +219,11 @@ NodeName={node} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb} Gres=gpu:{
         self._start_munged()
         self._spawn("slurmctld", [_which("slurmctld"), "-D", "-i"])
         self._wait(slurmctld_answers, timeout, "slurmctld did not answer `scontrol ping`")
-        self._spawn("slurmd", [_which("slurmd"), "-D", "-N", self.node])
+        self._start_slurmd()
         self._wait(self._node_ready, timeout, f"node {self.node} did not become idle")
+
+    def _start_slurmd(self) -> None:
+        self._spawn("slurmd", [_which("slurmd"), "-D", "-N", self.node])
 
     def _start_munged(self) -> None:
         if munge_works():
@@ -271,7 +274,7 @@ NodeName={node} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb} Gres=gpu:{
 
     def diagnostics(self) -> str:
         parts = []
-        for name in ("munged", "slurmctld", "slurmd"):
+        for name in ("munged", "slurmctld", "slurmd", "slurmd-n1", "slurmd-n2"):
             for suffix in (".out", ".log"):
                 path = self.run_dir / f"{name}{suffix}"
                 if path.exists():
@@ -293,7 +296,8 @@ NodeName={node} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb} Gres=gpu:{
                     time.sleep(0.5)
             except (subprocess.TimeoutExpired, OSError):
                 pass
-        for name in ("slurmd", "slurmctld", "munged"):
+        slurmds = sorted(name for name in self._processes if name.startswith("slurmd"))
+        for name in (*slurmds, "slurmctld", "munged"):
             process = self._processes.pop(name, None)
             if process is not None:
                 _terminate(process)
@@ -330,6 +334,116 @@ NodeName={node} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb} Gres=gpu:{
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class TwoNodeCluster(SlurmCluster):
+    """Two compute nodes on this one machine: each slurmd in a network namespace of its own
+    (`ip netns` + a veth pair on a bridge; addresses only inside them), with its own node name
+    (`slurmd -N`) and NodeAddr, so srun/torchrun really cross nodes. Debian's slurm-wlm is not
+    built for multiple-slurmd mode; namespaces need root and iproute2. Jobs find the network
+    interface every node has as GLOO_SOCKET_IFNAME.
+
+    `nsenter --net` enters only the network namespace (`ip netns exec` would also remount /sys,
+    hiding the cgroup filesystem slurmd needs). The controller stays in the host namespace and is
+    reached on the bridge.
+    """
+
+    BRIDGE = "mllmbr0"
+    INTERFACE = "mllm0"  # inside every node's namespace
+    SUBNET = "10.77.0"
+    NODES = ("n1", "n2")
+
+    @property
+    def controller_address(self) -> str:
+        return f"{self.SUBNET}.1"
+
+    def node_address(self, node: str) -> str:
+        return f"{self.SUBNET}.{11 + self.NODES.index(node)}"
+
+    def slurm_conf(self, node: str, cpus: int, memory_mb: int) -> str:
+        one_node = super().slurm_conf(node, cpus, memory_mb)
+        host = socket.gethostname().split(".")[0]  # slurmctld accepts only its own host name
+        lines = []
+        for line in one_node.splitlines():
+            if line.startswith("SlurmctldHost="):
+                line = f"SlurmctldHost={host}({self.controller_address})"
+            elif line.startswith(("SlurmdSpoolDir=", "SlurmdPidFile=", "SlurmdLogFile=")):
+                line = line.replace("/spool/d", "/spool/%n").replace("slurmd.", "slurmd-%n.")
+            elif line.startswith("NodeName="):
+                # The two nodes share this machine's CPUs and memory: each claims all of its CPUs
+                # and a share of its memory (no task plugin binds them).
+                lines += [
+                    f"NodeName={name} NodeAddr={self.node_address(name)} CPUs={cpus} "
+                    f"RealMemory={memory_mb // len(self.NODES)} Gres=gpu:{self.gpus} State=UNKNOWN"
+                    for name in self.NODES
+                ]
+                continue
+            elif line.startswith("PartitionName="):
+                line = line.replace(f"Nodes={node} ", f"Nodes={','.join(self.NODES)} ")
+            lines.append(line)
+        return "\n".join(lines) + "\n"
+
+    def gres_conf(self, node: str) -> str:
+        devices = FAKE_GPU_FILES[: self.gpus]
+        lines = [f"NodeName={name} Name=gpu File={dev}" for name in self.NODES for dev in devices]
+        return f"{MARKER}\nAutoDetect=off\n" + "\n".join(lines) + "\n"
+
+    def _network(self, *command: str) -> None:
+        result = _run("ip", *command)
+        if result.returncode != 0:
+            raise SlurmUnavailable(f"ip {' '.join(command)}: {result.stderr.strip()}")
+
+    def _start(self, timeout: float) -> None:
+        if shutil.which("ip") is None or shutil.which("nsenter") is None:
+            raise SlurmUnavailable("ip (iproute2) and nsenter (util-linux) are needed")
+        if os.geteuid() != 0:
+            raise SlurmUnavailable("network namespaces and the daemons need root")
+        self._acquire_lock(timeout=max(timeout, 900))
+        stop_leftover_daemons()
+        self._remove_network()  # a killed earlier run's
+        self._network("link", "add", self.BRIDGE, "type", "bridge")
+        self._network("addr", "add", f"{self.controller_address}/24", "dev", self.BRIDGE)
+        self._network("link", "set", self.BRIDGE, "up")
+        for index, name in enumerate(self.NODES):
+            namespace, veth = f"mllm-{name}", f"mllmv{index}"
+            self._network("netns", "add", namespace)
+            self._network("link", "add", veth, "type", "veth", "peer", "name", self.INTERFACE)
+            self._network("link", "set", self.INTERFACE, "netns", namespace)
+            self._network("link", "set", veth, "master", self.BRIDGE, "up")
+            address = f"{self.node_address(name)}/24"
+            self._network("-n", namespace, "addr", "add", address, "dev", self.INTERFACE)
+            self._network("-n", namespace, "link", "set", self.INTERFACE, "up")
+            self._network("-n", namespace, "link", "set", "lo", "up")
+        super()._start(timeout)
+
+    def _acquire_lock(self, timeout: float) -> None:
+        if self._lock is None:  # taken once, before the network is set up
+            super()._acquire_lock(timeout)
+
+    def _start_slurmd(self) -> None:
+        for name in self.NODES:
+            self._spawn(
+                f"slurmd-{name}",
+                ["nsenter", f"--net=/run/netns/mllm-{name}", _which("slurmd"), "-D", "-N", name],
+            )
+
+    def _node_ready(self) -> bool:
+        states = _run("sinfo", "-h", "-N", "-o", "%N %T").stdout.split("\n")
+        ready = {line.split()[0] for line in states if line.split()[1:2] in (["idle"], ["mix"])}
+        bad = [line for line in states if "inval" in line or "drain" in line]
+        if bad:
+            raise SlurmUnavailable(f"node state {bad}: {_run('sinfo', '-h', '-R').stdout}")
+        return ready >= set(self.NODES)
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:  # the daemons are stopped: take the network down, then unlock
+            self._remove_network()
+        super()._release_lock()
+
+    def _remove_network(self) -> None:
+        for name in self.NODES:
+            _run("ip", "netns", "del", f"mllm-{name}")
+        _run("ip", "link", "del", self.BRIDGE)
 
 
 def _terminate(process: subprocess.Popen, grace: float = 10) -> None:
