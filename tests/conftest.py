@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -132,6 +133,11 @@ def tiny_run(tmp_path_factory) -> tuple[Path, Path]:
     snakefile = copy_workflow(workdir / "workflow")
     command = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "-d", str(workdir)]
     command += ["--cores", "2", "report", "--configfile", str(config)]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=workdir, timeout=900)
+    # The jobs (`python -m mllm...`) import the copy's library, not whichever tree the
+    # environment's (editable) install points at.
+    environment = {**os.environ, "PYTHONPATH": str(snakefile.parent)}
+    result = subprocess.run(
+        command, capture_output=True, text=True, cwd=workdir, timeout=900, env=environment
+    )
     assert result.returncode == 0, f"tiny run failed:\n{result.stdout}\n{result.stderr}"
     return workdir, config
