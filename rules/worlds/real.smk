@@ -137,3 +137,9 @@ rule import_world_file:
 
 # The world's benchmarked jobs, for the report's overview (common.smk: job_benchmarks).
 WORLD_JOBS = {}
+# World file -> its download's provenance JSON (source, sha256, resolved revision), for the
+# report's integrity lines.
+WORLD_PROVENANCE = {
+    WORLD_FILES["benchmark"]: rules.download_benchmark.output.provenance,
+    **{rec_file(name): rules.download_rec_files.output.provenance for name in PLAN.rec_files},
+}
