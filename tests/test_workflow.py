@@ -77,6 +77,8 @@ def test_dry_run_of_the_default_config_plans_the_whole_dag(tmp_path):
         "train_grounding": 1,
         "grounding_eval": 16,  # base and grounding × 8 dataset splits
         "yesno_accuracy": 7,  # every stage
+        "build_pope": 1,  # the three settings' questions from the world's instances_val.json
+        "pope_eval": 7,  # every stage, all three settings in one job
         "decode": 9,  # base × 3 strategies, every trained stage × sampling
         "chair": 9,
         "report": 1,
