@@ -17,16 +17,20 @@ import mllm.eval.pope as pope_eval
 from mllm.data.errors import DataError
 from mllm.data.images import load_image
 from mllm.data.pope import (
+    OFFICIAL_FILES,
     AnnotatedImage,
     PopeConstruction,
     annotated_images,
     build_pope,
     build_pope_files,
     import_lmms_lab,
+    import_published,
     question_text,
     read_official,
     read_pope,
 )
+from mllm.download.errors import FetchError
+from mllm.download.pope import fetch_pope
 from mllm.eval.pope import PopeEvalSettings, evaluate_pope, official_answer, score_answers
 from mllm.records import read_jsonl
 from mllm.report.content import ReportInputs
@@ -484,3 +488,91 @@ def test_report_shows_pope_for_every_stage_and_setting_with_integrity_lines(tmp_
     assert "pope/adversarial" in page and files["pope/random"].sha256[:16] in page
     assert "pope" in report.figures
     assert "POPE (random, popular, adversarial)" in page  # the overview's status
+
+
+# --- the real world's published files ---------------------------------------------------------
+
+
+def official_folder(folder, image: str = "COCO_val2014_000000000001.jpg"):
+    folder.mkdir(parents=True)
+    for setting, name in OFFICIAL_FILES.items():
+        rows = [
+            {
+                "question_id": 1,
+                "image": image,
+                "text": "Is there a dog in the image?",
+                "label": "yes",
+            },
+            {
+                "question_id": 2,
+                "image": image,
+                "text": f"Is there a {setting} in the image?",
+                "label": "no",
+            },
+        ]
+        (folder / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def test_official_files_are_fetched_with_their_digests_and_imported(tmp_path):
+    published = official_folder(tmp_path / "published")
+    provenance = fetch_pope(str(published), tmp_path / "downloads" / "pope", file_format="official")
+    assert set(provenance["files"]) == set(OFFICIAL_FILES.values())
+    assert all(len(f["sha256"]) == 64 for f in provenance["files"].values())
+    world = tmp_path / "world"
+    outputs = {s: world / "pope" / f"{s}.jsonl" for s in POPE_SETTINGS}
+    summary = import_published(
+        "official",
+        tmp_path / "downloads" / "pope",
+        outputs,
+        image_dir=None,
+        image_folder=tmp_path / "coco" / "val2014",
+        image_root=world,
+    )
+    assert summary == {"questions": {s: 2 for s in POPE_SETTINGS}}
+    row = read_pope(outputs["popular"])[1]
+    assert row["image"] == "../coco/val2014/COCO_val2014_000000000001.jpg"
+    assert row["object"] == "popular" and row["label"] == "no"
+    with pytest.raises(DataError, match="need a COCO val2014 image folder"):
+        import_published(
+            "official", published, outputs, image_dir=None, image_folder=None, image_root=world
+        )
+
+
+def test_a_pinned_digest_that_does_not_match_fails_the_fetch(tmp_path):
+    published = official_folder(tmp_path / "published")
+    with pytest.raises(FetchError, match="sha256 mismatch"):
+        fetch_pope(
+            str(published),
+            tmp_path / "pope",
+            file_format="official",
+            sha256={"coco_pope_random.json": "0" * 64},
+        )
+    assert not (tmp_path / "pope").exists()
+
+
+def test_lmms_lab_shards_from_a_folder_are_fetched_and_imported(tmp_path):
+    folder = tmp_path / "lmms-lab" / "data"
+    folder.mkdir(parents=True)
+    rows = [
+        lmms_row(i, f"COCO_val2014_{i:012d}", encoded("RGB", "JPEG"), setting, "yes")
+        for i, setting in enumerate(POPE_SETTINGS)
+    ]
+    lmms_lab_shard(folder / "test-00000-of-00001.parquet", rows)
+    fetched = tmp_path / "downloads" / "pope"
+    provenance = fetch_pope(str(folder.parent), fetched, file_format="lmms_lab")
+    assert list(provenance["files"]) == ["test-00000-of-00001.parquet"]
+    world = tmp_path / "world"
+    outputs = {s: world / "pope" / f"{s}.jsonl" for s in POPE_SETTINGS}
+    summary = import_published(
+        "lmms_lab",
+        fetched,
+        outputs,
+        image_dir=world / "pope" / "images",
+        image_folder=None,
+        image_root=world,
+    )
+    assert summary["images"] == 3
+    record = read_pope(outputs["adversarial"])[0]
+    assert record["image"] == "pope/images/COCO_val2014_000000000002.jpg"
+    assert load_image(record["image"], world, source="test").size == (12, 8)

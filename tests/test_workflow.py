@@ -122,6 +122,27 @@ def test_on_policy_pairs_in_the_real_world_take_their_gt_from_coco_train2014(tmp
     assert "resources/downloads/coco/annotations/instances_train2014.json" in result.stdout
 
 
+@pytest.mark.parametrize("imported", [False, True])
+def test_the_real_world_builds_pope_from_its_instances_or_imports_the_published_files(
+    tmp_path, imported
+):
+    config = yaml.safe_load((REPO / "config" / "experiments" / "exercise.yaml").read_text())
+    if not imported:
+        del config["real"]["pope"]
+    path = tmp_path / "real.yaml"
+    path.write_text(yaml.safe_dump(config))
+    (tmp_path / "data").mkdir()
+    for name in ("train.json", "test.json"):
+        (tmp_path / "data" / name).write_text("[]")
+    result = snakemake("-n", "results/pope/base/random.json", workdir=tmp_path, configfile=path)
+    jobs = planned_jobs(result.stdout)
+    if imported:
+        assert jobs["download_pope"] == jobs["import_pope"] == 1 and "build_pope" not in jobs
+    else:
+        assert jobs["build_pope"] == 1 and "download_pope" not in jobs
+        assert "resources/world/annotations/instances_val.json" in result.stdout
+
+
 def test_lint_is_clean():
     result = snakemake("--lint", check=False)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -40,6 +40,10 @@ LABELS = ("yes", "no")
 QUESTION = re.compile(r"^Is there an? (?P<object>.+) in the image\?$")
 OFFICIAL_FIELDS = ("question_id", "image", "text", "label")
 LMMS_LAB_FIELDS = ("question_id", "question", "answer", "image_source", "image", "category")
+# The published files: AoiDragon/POPE output/coco/, and lmms-lab/POPE's config `default`
+PUBLISHED_FORMATS = ("official", "lmms_lab")
+OFFICIAL_FILES = {setting: f"coco_pope_{setting}.json" for setting in POPE_SETTINGS}
+LMMS_LAB_SHARDS = "data/test-*.parquet"
 
 
 @dataclass(frozen=True)
@@ -342,10 +346,13 @@ def import_official(
     sources: Mapping[str, str | os.PathLike],
     outputs: Mapping[str, str | os.PathLike],
     *,
-    image_prefix: str = "",
+    image_folder: str | os.PathLike,
+    image_root: str | os.PathLike,
 ) -> dict:
-    """The official files (setting -> ``coco_pope_{setting}.json``) into world POPE files."""
-    records = {setting: read_official(path, image_prefix) for setting, path in sources.items()}
+    """The official files (setting -> ``coco_pope_{setting}.json``) into world POPE files whose
+    image paths (COCO val2014 file names, in ``image_folder``) resolve from ``image_root``."""
+    prefix = f"{Path(os.path.relpath(image_folder, image_root)).as_posix()}/"
+    records = {setting: read_official(path, prefix) for setting, path in sources.items()}
     return {"questions": _write_settings(records, outputs, "POPE official files")}
 
 
@@ -365,3 +372,32 @@ def import_lmms_lab(
             records, outputs, f"lmms-lab POPE shards {list(map(str, shards))}"
         )
     return {"questions": questions, "images": images}
+
+
+def import_published(
+    file_format: str,
+    folder: str | os.PathLike,
+    outputs: Mapping[str, str | os.PathLike],
+    *,
+    image_dir: str | os.PathLike | None,
+    image_folder: str | os.PathLike | None,
+    image_root: str | os.PathLike,
+) -> dict:
+    """A fetched folder of published files (mllm.download.pope) into world POPE files: the
+    official ones with their images in ``image_folder`` (COCO val2014), lmms-lab's with the
+    images they hold written to ``image_dir``, both resolving from ``image_root``."""
+    folder = Path(folder)
+    if file_format == "official":
+        if image_folder is None:
+            raise DataError(str(folder), "the official POPE files need a COCO val2014 image folder")
+        sources = {setting: folder / name for setting, name in OFFICIAL_FILES.items()}
+        return import_official(sources, outputs, image_folder=image_folder, image_root=image_root)
+    if file_format == "lmms_lab":
+        if image_dir is None:
+            raise DataError(str(folder), "lmms-lab POPE needs a folder for its images")
+        shards = sorted(folder.glob(PurePosixPath(LMMS_LAB_SHARDS).name))
+        if not shards:
+            raise DataError(str(folder), f"no shards {PurePosixPath(LMMS_LAB_SHARDS).name}")
+        prefix = f"{Path(os.path.relpath(image_dir, image_root)).as_posix()}/"
+        return import_lmms_lab(shards, outputs, image_dir, image_prefix=prefix)
+    raise DataError(str(folder), f"POPE format {file_format!r} is not one of {PUBLISHED_FORMATS}")
