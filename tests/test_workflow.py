@@ -174,6 +174,15 @@ def test_tiny_end_to_end_run_writes_the_report(tiny_run):
             grounding = json.loads((workdir / f"results/grounding/{stage}/{name}.json").read_text())
             assert grounding["n"] > 0 and 0 <= grounding["acc_at_0_5"] <= 1
             assert grounding["parse_failures"] <= grounding["n"]
+    for stage in ("base", "sft", "grounding", "nca_beta0.1", "nca_beta0.5"):
+        for setting in ("random", "popular", "adversarial"):
+            pope = json.loads((workdir / f"results/pope/{stage}/{setting}.json").read_text())
+            answers = (workdir / f"results/pope/{stage}/{setting}.answers.jsonl").read_text()
+            assert pope["n"] == len(answers.splitlines()) > 0 and pope["n"] % 6 == 0
+            assert 0 <= pope["accuracy"] <= 1 and 0 <= pope["unparseable"] <= pope["n"]
+    assert 'id="pope"' in report and "neither yes nor no" in report
+    assert "resources/world/pope/adversarial.jsonl" in report  # its integrity line
+    assert "resources/world/objhal_bench.jsonl" in report and "sha256" in report
     summary = json.loads((workdir / "results/grounding/data/train.summary.json").read_text())
     assert summary["records"] > 0
     history = json.loads((workdir / "results/train/nca_beta0.1/trainer_state.json").read_text())[
@@ -216,6 +225,7 @@ def test_changing_the_lora_rank_reruns_only_sft_and_what_depends_on_it(tiny_run)
     assert planned_jobs(stdout) == {
         "train_sft": 1,
         "yesno_accuracy": 1,
+        "pope_eval": 1,
         "decode": 1,
         "chair": 1,
         "report": 1,
@@ -232,6 +242,7 @@ def test_changing_one_beta_reruns_only_that_preference_run_not_the_reference(tin
     assert jobs == {
         "train_preference": 1,
         "yesno_accuracy": 1,
+        "pope_eval": 1,
         "decode": 1,
         "chair": 1,
         "report": 1,
@@ -250,6 +261,7 @@ def test_changing_the_grounding_lr_reruns_only_grounding_training_and_its_evalua
         "train_grounding": 1,
         "grounding_eval": 2,  # the grounding stage on both splits; base is not re-evaluated
         "yesno_accuracy": 1,
+        "pope_eval": 1,
         "decode": 1,
         "chair": 1,
         "report": 1,
@@ -290,8 +302,11 @@ CODE_CHANGES = {
         "decode": 2,
         "chair": 2,
         "yesno_accuracy": 2,
+        "pope_eval": 2,
         "report": 1,
     },
+    # POPE's metrics: every stage's POPE job and the report; not the questions, no other metric
+    "mllm/eval/pope.py": {"pope_eval": 5, "report": 1},
     # the report's page assembly: the report alone
     "mllm/report/page.py": {"report": 1},
     # a module no job runs (the report's headless-browser check is a test tool): nothing
