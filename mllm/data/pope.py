@@ -226,13 +226,18 @@ def _write_settings(
 def read_pope(path: str | os.PathLike) -> list[dict]:
     """A world POPE file (the records above), each checked to have an image, a question and a
     yes/no label."""
+    return [{**row, "label": _label(row["label"], where)} for where, row in _checked_rows(path)]
+
+
+def _checked_rows(path: str | os.PathLike) -> list[tuple[str, dict]]:
+    """(``file:line``, row) of a json-lines POPE file whose rows all have the official fields."""
     rows = []
     for line, row in iter_jsonl(path):
         where = f"{path}:{line}"
         for field in OFFICIAL_FIELDS:
             if row.get(field) in (None, ""):
                 raise DataError(where, f"missing field {field!r}")
-        rows.append({**row, "label": _label(row["label"], where)})
+        rows.append((where, row))
     if not rows:
         raise DataError(str(path), "holds no questions")
     return rows
@@ -258,25 +263,17 @@ def read_official(path: str | os.PathLike, image_prefix: str = "") -> list[dict]
     """One of AoiDragon/POPE's ``coco_pope_{setting}.json`` (json lines ``{question_id, image,
     text, label}``) as POPE records; ``image_prefix`` makes the file names resolve from the
     world's image root."""
-    rows = []
-    for line, row in iter_jsonl(path):
-        where = f"{path}:{line}"
-        for field in OFFICIAL_FIELDS:
-            if row.get(field) in (None, ""):
-                raise DataError(where, f"missing field {field!r}")
-        rows.append(
-            {
-                "question_id": row["question_id"],
-                "image": f"{image_prefix}{row['image']}",
-                "text": row["text"],
-                "label": _label(row["label"], where),
-                "object": asked_object(row["text"]),
-                "image_id": _image_id(PurePosixPath(str(row["image"])).stem),
-            }
-        )
-    if not rows:
-        raise DataError(str(path), "holds no questions")
-    return rows
+    return [
+        {
+            "question_id": row["question_id"],
+            "image": f"{image_prefix}{row['image']}",
+            "text": row["text"],
+            "label": _label(row["label"], where),
+            "object": asked_object(row["text"]),
+            "image_id": _image_id(PurePosixPath(str(row["image"])).stem),
+        }
+        for where, row in _checked_rows(path)
+    ]
 
 
 def read_lmms_lab(
