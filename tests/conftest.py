@@ -132,6 +132,6 @@ def tiny_run(tmp_path_factory) -> tuple[Path, Path]:
     snakefile = copy_workflow(workdir / "workflow")
     command = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "-d", str(workdir)]
     command += ["--cores", "2", "report", "--configfile", str(config)]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=workdir, timeout=900)
+    result = subprocess.run(command, capture_output=True, text=True, cwd=workdir, timeout=1800)
     assert result.returncode == 0, f"tiny run failed:\n{result.stdout}\n{result.stderr}"
     return workdir, config
