@@ -21,6 +21,11 @@ include: "rules/evaluate.smk"
 include: "rules/sft.smk"
 
 
+if PLAN.pope_evaluations:
+
+    include: "rules/pope.smk"
+
+
 if PLAN.grounding:
 
     include: "rules/grounding.smk"

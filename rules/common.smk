@@ -31,6 +31,8 @@ from mllm.workflow.world import (
     BASE_MODEL,
     IMAGE_MANIFESTS,
     IMAGE_ROOT,
+    POPE_FILES,
+    VAL_IMAGES,
     WORLD_FILES,
     rec_file,
 )
@@ -215,6 +217,8 @@ def job_benchmarks():
         jobs[benchmark(rules.decode, stage=stage, strategy=strategy)] = stage
     for stage in PLAN.yesno_stages:
         jobs[benchmark(rules.yesno_accuracy, stage=stage)] = stage
+    for stage in PLAN.pope_stages:
+        jobs[benchmark(rules.pope_eval, stage=stage)] = stage
     for run in PLAN.trained_sft_runs:
         jobs[benchmark(rules.train_sft, run=run)] = run
     if PLAN.preference:

@@ -20,9 +20,16 @@ rule report:
             f"results/grounding/{stage}/{dataset}_{split}.jsonl"
             for stage, dataset, split in PLAN.grounding_evaluations
         ],
+        pope=[f"results/pope/{stage}/{s}.json" for stage, s in PLAN.pope_evaluations],
+        pope_answers=[
+            f"results/pope/{stage}/{s}.answers.jsonl"
+            for stage, s in PLAN.pope_evaluations
+        ],
         job_benchmarks=list(job_benchmarks()),
         benchmark=WORLD_FILES["benchmark"],
         images=report_images(),
+        benchmark_files=list(PLAN.benchmark_files.values()),
+        world_provenance=list(WORLD_PROVENANCE.values()),
         code=code("workflow_scripts/render_report.py"),
     output:
         page=report(
@@ -56,6 +63,8 @@ rule report:
         benchmark_stages=list(job_benchmarks().values()),
         image_folder=image_root,
         grounding_run=GROUNDING_STAGE if PLAN.grounding else None,
+        benchmark_files=PLAN.benchmark_files,
+        world_provenance=WORLD_PROVENANCE,
         world=config["world"],
         config=settings(),
     script:

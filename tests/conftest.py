@@ -137,7 +137,7 @@ def tiny_run(tmp_path_factory) -> tuple[Path, Path]:
     # environment's (editable) install points at.
     environment = {**os.environ, "PYTHONPATH": str(snakefile.parent)}
     result = subprocess.run(
-        command, capture_output=True, text=True, cwd=workdir, timeout=900, env=environment
+        command, capture_output=True, text=True, cwd=workdir, timeout=1800, env=environment
     )
     assert result.returncode == 0, f"tiny run failed:\n{result.stdout}\n{result.stderr}"
     return workdir, config

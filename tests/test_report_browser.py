@@ -58,7 +58,7 @@ def test_tiny_run_report_in_headless_chromium(tiny_run, tmp_path):
     assert result.problems() == []
     facts = result.facts
     assert facts["sections"][:2] == ["overview", "headline"]
-    assert {"sft", "preference", "viewer", "provenance"} <= set(facts["sections"])
+    assert {"sft", "preference", "pope", "viewer", "provenance"} <= set(facts["sections"])
     assert facts["tables"] >= 5 and facts["images"] > 16  # 16 benchmark images + figures
     assert all(url.startswith(("file:", "data:")) for url in result.requests)
     probe = facts["probe"]

@@ -80,6 +80,8 @@ def test_dry_run_of_the_default_config_plans_the_whole_dag(tmp_path):
         "train_grounding": 1,
         "grounding_eval": 16,  # base and grounding × 8 dataset splits
         "yesno_accuracy": 7,  # every stage
+        "build_pope": 1,  # the three settings' questions from the world's instances_val.json
+        "pope_eval": 7,  # every stage, all three settings in one job
         "decode": 9,  # base × 3 strategies, every trained stage × sampling
         "chair": 9,
         "report": 1,
@@ -123,6 +125,27 @@ def test_on_policy_pairs_in_the_real_world_take_their_gt_from_coco_train2014(tmp
     assert "resources/downloads/coco/annotations/instances_train2014.json" in result.stdout
 
 
+@pytest.mark.parametrize("imported", [False, True])
+def test_the_real_world_builds_pope_from_its_instances_or_imports_the_published_files(
+    tmp_path, imported
+):
+    config = yaml.safe_load((REPO / "config" / "experiments" / "exercise.yaml").read_text())
+    if not imported:
+        del config["real"]["pope"]
+    path = tmp_path / "real.yaml"
+    path.write_text(yaml.safe_dump(config))
+    (tmp_path / "data").mkdir()
+    for name in ("train.json", "test.json"):
+        (tmp_path / "data" / name).write_text("[]")
+    result = snakemake("-n", "results/pope/base/random.json", workdir=tmp_path, configfile=path)
+    jobs = planned_jobs(result.stdout)
+    if imported:
+        assert jobs["download_pope"] == jobs["import_pope"] == 1 and "build_pope" not in jobs
+    else:
+        assert jobs["build_pope"] == 1 and "download_pope" not in jobs
+        assert "resources/world/annotations/instances_val.json" in result.stdout
+
+
 def test_lint_is_clean():
     result = snakemake("--lint", check=False)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -154,6 +177,15 @@ def test_tiny_end_to_end_run_writes_the_report(tiny_run):
             grounding = json.loads((workdir / f"results/grounding/{stage}/{name}.json").read_text())
             assert grounding["n"] > 0 and 0 <= grounding["acc_at_0_5"] <= 1
             assert grounding["parse_failures"] <= grounding["n"]
+    for stage in ("base", "sft", "grounding", "nca_beta0.1", "nca_beta0.5"):
+        for setting in ("random", "popular", "adversarial"):
+            pope = json.loads((workdir / f"results/pope/{stage}/{setting}.json").read_text())
+            answers = (workdir / f"results/pope/{stage}/{setting}.answers.jsonl").read_text()
+            assert pope["n"] == len(answers.splitlines()) > 0 and pope["n"] % 6 == 0
+            assert 0 <= pope["accuracy"] <= 1 and 0 <= pope["unparseable"] <= pope["n"]
+    assert 'id="pope"' in report and "neither yes nor no" in report
+    assert "resources/world/pope/adversarial.jsonl" in report  # its integrity line
+    assert "resources/world/objhal_bench.jsonl" in report and "sha256" in report
     summary = json.loads((workdir / "results/grounding/data/train.summary.json").read_text())
     assert summary["records"] > 0
     history = json.loads((workdir / "results/train/nca_beta0.1/trainer_state.json").read_text())[
@@ -196,6 +228,7 @@ def test_changing_the_lora_rank_reruns_only_sft_and_what_depends_on_it(tiny_run)
     assert planned_jobs(stdout) == {
         "train_sft": 1,
         "yesno_accuracy": 1,
+        "pope_eval": 1,
         "decode": 1,
         "chair": 1,
         "report": 1,
@@ -212,6 +245,7 @@ def test_changing_one_beta_reruns_only_that_preference_run_not_the_reference(tin
     assert jobs == {
         "train_preference": 1,
         "yesno_accuracy": 1,
+        "pope_eval": 1,
         "decode": 1,
         "chair": 1,
         "report": 1,
@@ -230,6 +264,7 @@ def test_changing_the_grounding_lr_reruns_only_grounding_training_and_its_evalua
         "train_grounding": 1,
         "grounding_eval": 2,  # the grounding stage on both splits; base is not re-evaluated
         "yesno_accuracy": 1,
+        "pope_eval": 1,
         "decode": 1,
         "chair": 1,
         "report": 1,
@@ -295,8 +330,11 @@ CODE_CHANGES = {
         "decode": 2,
         "chair": 2,
         "yesno_accuracy": 2,
+        "pope_eval": 2,
         "report": 1,
     },
+    # POPE's metrics: every stage's POPE job and the report; not the questions, no other metric
+    "mllm/eval/pope.py": {"pope_eval": 5, "report": 1},
     # the report's page assembly: the report alone
     "mllm/report/page.py": {"report": 1},
     # a module no job runs (the report's headless-browser check is a test tool): nothing

@@ -106,8 +106,10 @@ def test_real_world_config_runs_to_the_report_from_local_sources(tmp_path):
     for strategy in config["decoding"]["strategies"].values():
         strategy["max_new_tokens"] = 6
     config["compute"] = {"threads": 1, "train_gpus": 0, "eval_gpus": 0}
-    for section in ("sft", "yesno"):  # the fixtures hold no SFT data: the base stage only
+    # the fixtures hold no SFT data (the base stage only) and no COCO val images (no POPE)
+    for section in ("sft", "yesno", "pope"):
         del config[section]
+    del config["real"]["pope"]
     config["stages"] = ["base"]
     annotations_zip, images_zip = write_grounding_fixtures(tmp_path / "fixtures", config)
     config["real"].update(rec_annotations=str(annotations_zip), rec_images=str(images_zip))

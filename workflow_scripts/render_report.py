@@ -19,6 +19,9 @@ inputs = collect_inputs(
     grounding=list(snakemake.input.grounding),
     grounding_run=snakemake.params.grounding_run,
     grounding_image_folder=snakemake.params.image_folder,
+    pope=list(snakemake.input.pope),
+    benchmark_files=dict(snakemake.params.benchmark_files),
+    world_provenance=dict(snakemake.params.world_provenance),
     job_benchmarks=dict(
         zip(snakemake.input.job_benchmarks, snakemake.params.benchmark_stages, strict=True)
     ),

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mllm.report.grounding import GroundingSplit
+from mllm.report.integrity import BenchmarkFile
 from mllm.report.jobs import JobCost
 from mllm.report.stats import Estimate
 from mllm.report.tables import html_table
@@ -26,6 +27,12 @@ class ReportInputs:
     grounding: Mapping[tuple, GroundingSplit] = field(default_factory=dict)
     grounding_run: str | None = None  # the grounding SFT run among `training`, if configured
     grounding_image_folder: str | None = None
+    pope: Mapping[tuple[str, str], Mapping] = field(
+        default_factory=dict
+    )  # (stage, setting) -> metrics
+    pope_answers: Mapping[tuple[str, str], list] = field(default_factory=dict)  # -> answer rows
+    # benchmark key (mllm.workflow.plan: Plan.benchmark_files) -> the file as the report saw it
+    benchmark_files: Mapping[str, BenchmarkFile] = field(default_factory=dict)
     thumbnails: Mapping[int, str] = field(default_factory=dict)  # image_id -> data URI
     jobs: list[JobCost] = field(default_factory=list)
     config: Mapping = field(default_factory=dict)
@@ -70,6 +77,7 @@ def shown_stages(inputs: ReportInputs) -> list[str]:
     """Configured stages that produced any result; a stage that was not configured never appears."""
     evaluated = {stage for stage, _ in inputs.chair} | set(inputs.yesno)
     evaluated |= {stage for stage, _, _ in inputs.grounding}
+    evaluated |= {stage for stage, _ in inputs.pope}
     return [stage for stage in inputs.stages if stage in evaluated] + sorted(
         evaluated - set(inputs.stages)
     )

@@ -96,7 +96,9 @@ def grounding_section(
     splits: Mapping[tuple, GroundingSplit],
     image_folder: str | os.PathLike | None,
     examples_per_outcome: int = 3,
+    integrity: str = "",
 ) -> str:
+    """The table, example boxes, and ``integrity``: the REC files' lines (mllm.report.integrity)."""
     if not splits:
         return ""
     figures = []
@@ -119,4 +121,5 @@ truth with IoU ≥ 0.5; an answer without a parseable box counts as a miss and i
 parse failure. Intervals: 95 % bootstrap over referents. The last columns are the exercise forks'
 numbers on the real datasets (EXERCISE_SPEC §6), for context only.</p>
 {grounding_table(splits)}
+{integrity}
 {examples}"""

@@ -14,6 +14,7 @@ from mllm.report.content import (
     shown_stages,
     strategies,
 )
+from mllm.report.integrity import integrity_lines
 from mllm.report.references import (
     CHAIR_COLUMNS,
     GROUNDING_REFERENCE_ROWS,
@@ -120,5 +121,6 @@ Len: mean caption length in tokens; accuracies as fractions. Brackets: 95 % boot
 and its forks' results on the real 8B model and real data (EXERCISE_SPEC §4, §6), for context:
 the demo world is not those benchmarks.</p>
 {analyzer_sentence(inputs)}
-{html_table(["stage", *headers], html_rows, classes, groups=[("", 1), *groups])}"""
+{html_table(["stage", *headers], html_rows, classes, groups=[("", 1), *groups])}
+{integrity_lines(inputs.benchmark_files, ["chair", "yesno", *(f"grounding/{d}/{s}" for d, s in splits)])}"""
     return page, [["stage", *text_headers], *text_rows]

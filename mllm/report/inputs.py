@@ -9,6 +9,7 @@ from pathlib import Path
 from mllm.records import read_json, read_jsonl
 from mllm.report.content import ReportInputs
 from mllm.report.grounding import read_grounding
+from mllm.report.integrity import read_benchmark_files
 from mllm.report.jobs import read_job_cost
 from mllm.report.provenance import collect_provenance
 from mllm.report.viewer import benchmark_thumbnails
@@ -25,6 +26,9 @@ def collect_inputs(
     grounding: Sequence[PathLike] = (),
     grounding_run: str | None = None,
     grounding_image_folder: PathLike | None = None,
+    pope: Sequence[PathLike] = (),
+    benchmark_files: Mapping[str, PathLike] | None = None,
+    world_provenance: Mapping[str, PathLike] | None = None,
     job_benchmarks: Mapping[PathLike, str] | None = None,
     benchmark: PathLike | None = None,
     image_folder: PathLike | None = None,
@@ -37,7 +41,10 @@ def collect_inputs(
 
     `yesno` are `results/yesno/{stage}.json` (answers beside them as `.answers.jsonl`), `training`
     are `results/train/{run}/metrics.json` (with `trainer_state.json` beside them), `grounding`
-    the per-split metric JSONs (items beside them as `.jsonl`).
+    the per-split metric JSONs (items beside them as `.jsonl`), `pope` the
+    `results/pope/{stage}/{setting}.json` (answers beside them as `.answers.jsonl`).
+    `benchmark_files` maps a benchmark key to its world file (Plan.benchmark_files) and
+    `world_provenance` a world file to its download's provenance JSON, for the integrity lines.
     """
     training_runs = {}
     for path in training:
@@ -51,6 +58,14 @@ def collect_inputs(
         answers = Path(path).with_name(Path(path).stem + ".answers.jsonl")
         if answers.exists():
             yesno_answers[Path(path).stem] = read_jsonl(answers)
+    pope_metrics, pope_answers = {}, {}
+    for path in pope:
+        metrics = read_json(path)
+        key = (metrics["stage"], metrics["setting"])
+        pope_metrics[key] = metrics
+        answers = Path(path).with_name(Path(path).stem + ".answers.jsonl")
+        if answers.exists():
+            pope_answers[key] = read_jsonl(answers)
     return ReportInputs(
         chair={run: read_json(path) for run, path in chair.items()},
         stages=list(stages),
@@ -61,6 +76,11 @@ def collect_inputs(
         preference_start=preference_start,
         grounding=read_grounding(grounding),
         grounding_run=grounding_run,
+        pope=pope_metrics,
+        pope_answers=pope_answers,
+        benchmark_files=read_benchmark_files(
+            list((benchmark_files or {}).items()), world_provenance
+        ),
         grounding_image_folder=None
         if grounding_image_folder is None
         else str(grounding_image_folder),

@@ -41,6 +41,9 @@ def stage_status(stage: str, inputs: ReportInputs) -> str:
         done.append(f"CHAIR ({', '.join(chair)})")
     if stage in inputs.yesno:
         done.append("yes/no")
+    pope = [setting for st, setting in inputs.pope if st == stage]
+    if pope:
+        done.append(f"POPE ({', '.join(pope)})")
     grounded = [key for key in inputs.grounding if key[0] == stage]
     if grounded:
         done.append(f"grounding ({len(grounded)} splits)")
@@ -84,7 +87,7 @@ def overview_section(inputs: ReportInputs) -> str:
     config = yaml.safe_dump(dict(inputs.config), sort_keys=False, allow_unicode=True)
     return f"""<h2 id="overview">Overview</h2>
 <p>The stages this run configured and evaluated. Wall time and peak memory come from Snakemake's
-benchmark files of each stage's jobs (training, decoding, yes/no and grounding evaluation); the
+benchmark files of each stage's jobs (training, decoding, yes/no, POPE and grounding evaluation); the
 time is summed over the jobs, the memory is the largest peak (RSS) among them. GPU memory is not
 in these files.</p>
 {html_table(["stage", "what", "status", "jobs", "wall time", "peak memory"], rows, numeric=[3, 4, 5])}

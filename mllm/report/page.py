@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mllm.atomic import atomic_directory, write_text
-from mllm.report.content import ReportInputs
+from mllm.report.content import ReportInputs, grounding_splits
 from mllm.report.grounding import grounding_section
 from mllm.report.headline import headline
+from mllm.report.integrity import integrity_lines
 from mllm.report.jobs import config_hash
 from mllm.report.overview import overview_section
+from mllm.report.pope import pope_section
 from mllm.report.provenance import provenance_section
 from mllm.report.training import preference_section, sft_section
 from mllm.report.viewer import viewer_section
@@ -40,6 +42,7 @@ tr.reference td { color: #777; font-style: italic; }
 .ci { color: #888; font-size: 0.8em; }
 .hallucinated { background: #ffd6d6; color: #a00; font-weight: 600; border-radius: 3px; padding: 0 2px; }
 .meta { color: #666; font-size: 0.9rem; }
+ul.integrity { margin: 0.2rem 0 1rem; padding-left: 1.2rem; }
 code { background: #f4f4f4; padding: 0 3px; }
 pre { background: #f7f7f7; padding: 0.6rem; overflow-x: auto; font-size: 0.85rem; }
 figure img, img.figure { max-width: 100%; }
@@ -71,7 +74,15 @@ def build_report(inputs: ReportInputs) -> Report:
         headline_html,
         sft_section(inputs, figures),
         preference_section(inputs, figures),
-        grounding_section(inputs.grounding, inputs.grounding_image_folder),
+        pope_section(inputs, figures),
+        grounding_section(
+            inputs.grounding,
+            inputs.grounding_image_folder,
+            integrity=integrity_lines(
+                inputs.benchmark_files,
+                [f"grounding/{dataset}/{split}" for dataset, split in grounding_splits(inputs)],
+            ),
+        ),
         viewer_section(inputs.chair, inputs.thumbnails),
         provenance_section(inputs),
     ]
@@ -82,6 +93,7 @@ def build_report(inputs: ReportInputs) -> Report:
             ("headline", "Headline"),
             ("sft", "SFT"),
             ("preference", "Preference"),
+            ("pope", "POPE"),
             ("grounding", "Grounding"),
             ("viewer", "Hallucination viewer"),
             ("provenance", "Provenance"),

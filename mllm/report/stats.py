@@ -66,6 +66,25 @@ def chair_estimates(per_caption: Sequence[Mapping], **options) -> dict[str, Esti
     }
 
 
+def pope_estimates(answers: Sequence[Mapping], **options) -> dict[str, Estimate]:
+    """POPE's metrics with intervals, from answer rows ``{prediction, label}`` (mllm.eval.pope).
+    Each is a ratio of sums over questions (F1 = 2TP / (2TP + FP + FN)), so the questions are
+    resampled as units, the same resamples for every metric."""
+    said_yes = [a["prediction"] == "yes" for a in answers]
+    is_yes = [a["label"] == "yes" for a in answers]
+    tp = [s and y for s, y in zip(said_yes, is_yes, strict=True)]
+    errors = [s != y for s, y in zip(said_yes, is_yes, strict=True)]
+    return {
+        "accuracy": bootstrap_ratio([not e for e in errors], **options),
+        "precision": bootstrap_ratio(tp, said_yes, **options),
+        "recall": bootstrap_ratio(tp, is_yes, **options),
+        "f1": bootstrap_ratio(
+            [2 * t for t in tp], [2 * t + e for t, e in zip(tp, errors, strict=True)], **options
+        ),
+        "yes_ratio": bootstrap_ratio(said_yes, **options),
+    }
+
+
 def rate_estimate(outcomes: Sequence[bool], **options) -> Estimate:
     """A 0/1 rate (accuracy, Acc@0.5) with its interval."""
     return bootstrap_ratio([bool(o) for o in outcomes], **options)

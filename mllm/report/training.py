@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 
 from mllm.report.content import ReportInputs, png_img, table
+from mllm.report.integrity import integrity_lines
 from mllm.report.plots import loss_curves_png, preference_curves_png
 
 
@@ -66,6 +67,7 @@ Curves: train loss (line) and eval loss (markers) per run; a grounding run's eva
 validation referring expressions.</p>
 {summary}
 {layout_table(supervised)}
+{integrity_lines(inputs.benchmark_files, ["yesno"] if rows else [])}
 {png_img(figures["sft_loss"], "supervised fine-tuning train and eval loss")}"""
 
 

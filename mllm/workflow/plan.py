@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mllm.workflow.world import BASE_MODEL
+from mllm.workflow.world import BASE_MODEL, POPE_FILES, POPE_SETTINGS, WORLD_FILES, rec_file
 
 GROUNDING_STAGE = "grounding"  # the grounding SFT run: a stage like any other
 ON_POLICY_PAIRS = "results/preference/pairs.json"
@@ -159,6 +159,16 @@ class Plan:
         return list(self.stages) if "yesno" in self.config else []
 
     @property
+    def pope_stages(self) -> list[str]:
+        """Stages POPE evaluates (every stage, when the config has a ``pope`` section)."""
+        return list(self.stages) if "pope" in self.config else []
+
+    @property
+    def pope_evaluations(self) -> list[tuple[str, str]]:
+        """(stage, setting) of every POPE result: every stage × every negative setting."""
+        return [(stage, setting) for stage in self.pope_stages for setting in POPE_SETTINGS]
+
+    @property
     def grounding_evaluations(self) -> list[tuple[str, str, str]]:
         """(stage, dataset, split) of every grounding evaluation."""
         if not self.grounding:
@@ -169,6 +179,19 @@ class Plan:
             for dataset, splits in self.grounding["splits"].items()
             for split in splits
         ]
+
+    @property
+    def benchmark_files(self) -> dict[str, str]:
+        """Key -> world file of every benchmark a score is computed on, for the report's
+        integrity lines: ``chair``, ``yesno``, ``grounding/{dataset}/{split}``, ``pope/{setting}``."""
+        files = {"chair": WORLD_FILES["benchmark"]}
+        if self.yesno_stages:
+            files["yesno"] = WORLD_FILES["sft_test"]
+        for _, dataset, split in self.grounding_evaluations:
+            files[f"grounding/{dataset}/{split}"] = rec_file(self.rec_file_of(dataset, split))
+        if self.pope_evaluations:
+            files.update({f"pope/{setting}": POPE_FILES[setting] for setting in POPE_SETTINGS})
+        return files
 
     # --- grounding data -----------------------------------------------------------------------
 

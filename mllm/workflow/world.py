@@ -36,6 +36,17 @@ WORLD_FILES = {
 }
 
 
+# POPE question files, one per negative-sampling setting (mllm.data.pope): built from the
+# world's instances_val.json by rules/pope.smk, or imported from the published files
+POPE_SETTINGS = ("random", "popular", "adversarial")
+POPE_DIR = f"{WORLD_DIR}/pope"
+POPE_FILES = {setting: f"{POPE_DIR}/{setting}.jsonl" for setting in POPE_SETTINGS}
+POPE_IMAGES = f"{POPE_DIR}/images"  # the images of an imported lmms-lab/POPE
+# Where the file names of instances_val.json resolve, relative to IMAGE_ROOT: the demo world
+# draws its val images there; a real world that builds POPE puts COCO val2014 there.
+VAL_IMAGES = "images/val"
+
+
 def rec_file(name: str) -> str:
     """The path of one REC file (Shikra's name, e.g. ``REC_refcoco_unc_val.jsonl``)."""
     return f"{REC_DIR}/{name}"
@@ -97,6 +108,7 @@ DOWNLOADED = {
     "coco_annotations": f"{DOWNLOADS}/coco/annotations",
     "coco_train_images": f"{DOWNLOADS}/coco/train2014",  # the RefCOCO family's images
     "rec": f"{DOWNLOADS}/grounding",
+    "pope": f"{DOWNLOADS}/pope",  # the published POPE files, when `real.pope` imports them
 }
 
 

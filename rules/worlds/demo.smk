@@ -130,3 +130,6 @@ WORLD_JOBS = {
     str(rules.warm_up_vision.benchmark): "",
     str(rules.build_base_model.benchmark): "base",
 }
+# World file -> its download's provenance JSON, for the report's integrity lines: none here, the
+# demo world draws every file (their sha256 are in its manifest.json).
+WORLD_PROVENANCE = {}

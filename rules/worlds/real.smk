@@ -5,7 +5,7 @@ where the network is (`localrule`); `import_world_file` turns each into its worl
 relative image paths to resolve from the world's image root (mllm.data.world_import).
 """
 
-from mllm.workflow.world import DOWNLOADED, RealWorld
+from mllm.workflow.world import DOWNLOADED, POPE_IMAGES, RealWorld
 
 REAL_WORLD = RealWorld(
     settings("real", default={}),
@@ -138,5 +138,72 @@ rule import_world_file:
         "../../workflow_scripts/import_world_file.py"
 
 
+# POPE: built from instances_val.json by rules/pope.smk, unless `real.pope` imports the published
+# files (official json lines with COCO val2014 images, or lmms-lab's parquet with images inside).
+REAL_POPE = settings("real", "pope")
+
+if REAL_POPE:
+
+    ruleorder: import_pope > build_pope
+
+    rule download_pope:
+        output:
+            folder=directory(DOWNLOADED["pope"]),
+            provenance=f"{DOWNLOADED['pope']}.provenance.json",
+        log:
+            "logs/download_pope.log",
+        localrule: True
+        conda:
+            "../../envs/mllm.yaml"
+        threads: 1
+        resources:
+            mem_mb=2000,
+        params:
+            source=REAL_POPE["source"],
+            format=REAL_POPE["format"],
+            revision=REAL_POPE.get("revision"),
+            sha256=REAL_POPE.get("sha256"),
+        script:
+            "../../workflow_scripts/download_pope.py"
+
+    rule import_pope:
+        input:
+            folder=DOWNLOADED["pope"],
+            code=code("workflow_scripts/import_pope.py"),
+        output:
+            **POPE_FILES,
+            **(
+                {"images": directory(POPE_IMAGES)}
+                if REAL_POPE["format"] == "lmms_lab"
+                else {}
+            ),
+        log:
+            "logs/import_pope.log",
+        conda:
+            "../../envs/mllm.yaml"
+        threads: 1
+        resources:
+            mem_mb=8000,
+        params:
+            format=REAL_POPE["format"],
+            image_folder=REAL_POPE.get("images"),
+            image_root=IMAGE_ROOT,
+        script:
+            "../../workflow_scripts/import_pope.py"
+
+
 # The world's benchmarked jobs, for the report's overview (common.smk: job_benchmarks).
 WORLD_JOBS = {}
+# World file -> its download's provenance JSON (source, sha256, resolved revision), for the
+# report's integrity lines.
+WORLD_PROVENANCE = {
+    WORLD_FILES["benchmark"]: rules.download_benchmark.output.provenance,
+    **{
+        rec_file(name): rules.download_rec_files.output.provenance
+        for name in PLAN.rec_files
+    },
+    **{
+        path: f"{DOWNLOADED['pope']}.provenance.json"
+        for path in (POPE_FILES.values() if REAL_POPE else ())
+    },
+}
