@@ -34,7 +34,7 @@ RUN_TIMEOUT_S = 600  # one snakemake run on the test cluster; killed (SIGKILL) a
 # Which config key sizes the GPU count of each GPU rule (rules: resources: gpu=config["compute"][..]).
 TRAINING_RULES = {"warm_up_vision", "build_base_model", "train_sft", "train_grounding"}
 TRAINING_RULES |= {"train_preference"}
-EVALUATION_RULES = {"decode", "reference_logps", "grounding_eval", "yesno_accuracy"}
+EVALUATION_RULES = {"decode", "reference_logps", "grounding_eval", "yesno_accuracy", "pope_eval"}
 EVALUATION_RULES |= {"build_preference_pairs"}
 # The launcher jobs that span compute.train_nodes nodes (torchrun on every node).
 MULTI_NODE_RULES = {"build_base_model", "train_sft", "train_grounding", "train_preference"}

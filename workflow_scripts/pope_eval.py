@@ -4,7 +4,7 @@
 from typing import TYPE_CHECKING
 
 from mllm.eval.pope import PopeEvalSettings, evaluate_pope
-from mllm.model.io import load_model
+from mllm.family.registry import load_model
 from mllm.runtime import start_job
 
 if TYPE_CHECKING:

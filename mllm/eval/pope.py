@@ -19,7 +19,7 @@ from mllm.data.images import load_image
 from mllm.data.pope import read_pope
 from mllm.eval.decoding import DecodeSettings, answer_questions
 from mllm.eval.yesno import normalise
-from mllm.model.io import LoadedModel
+from mllm.family.base import LoadedModel
 
 NO_TOKENS = frozenset({"No", "no", "not"})
 
