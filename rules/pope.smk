@@ -28,6 +28,7 @@ rule pope_eval:
     input:
         model=stage_model,
         questions=list(POPE_FILES.values()),
+        images=image_manifests(*POPE_FILES.values()),
         code=code("workflow_scripts/pope_eval.py"),
     output:
         metrics=[f"results/pope/{{stage}}/{s}.json" for s in POPE_FILES],

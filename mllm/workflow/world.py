@@ -90,6 +90,7 @@ def demo_images(rec_files: Sequence[str]) -> WorldImages:
         WORLD_FILES["train_instances"]: "train",  # the vision warm-up's boxes
         DEMO_PRETRAIN: "train",
         rec_file(DEMO_REC_TRAIN): "train",
+        **{path: "val" for path in POPE_FILES.values()},  # built from instances_val.json
     }
     for name in rec_files:
         read_by.setdefault(rec_file(name), "test")
