@@ -22,6 +22,7 @@ rule report:
         ],
         job_benchmarks=list(job_benchmarks()),
         benchmark=WORLD_FILES["benchmark"],
+        world_notes=WORLD_NOTES,
         code=code("workflow_scripts/render_report.py"),
     output:
         page=report(

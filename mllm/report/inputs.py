@@ -32,12 +32,14 @@ def collect_inputs(
     preference_start: str | None = None,
     config: Mapping | None = None,
     world: str = "",
+    data_notes: Sequence[PathLike] = (),
 ) -> ReportInputs:
     """Everything the page shows, read from the files the workflow wrote.
 
     `yesno` are `results/yesno/{stage}.json` (answers beside them as `.answers.jsonl`), `training`
     are `results/train/{run}/metrics.json` (with `trainer_state.json` beside them), `grounding`
-    the per-split metric JSONs (items beside them as `.jsonl`).
+    the per-split metric JSONs (items beside them as `.jsonl`), `data_notes` the world's data
+    conversion summaries (mllm.data.refcoco_parquet).
     """
     training_runs = {}
     for path in training:
@@ -68,4 +70,5 @@ def collect_inputs(
         jobs=[read_job_cost(path, stage) for path, stage in (job_benchmarks or {}).items()],
         config=dict(config or {}),
         provenance=collect_provenance(world=world),
+        data_notes=[read_json(path) for path in data_notes],
     )

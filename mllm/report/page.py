@@ -71,7 +71,7 @@ def build_report(inputs: ReportInputs) -> Report:
         headline_html,
         sft_section(inputs, figures),
         preference_section(inputs, figures),
-        grounding_section(inputs.grounding, inputs.grounding_image_folder),
+        grounding_section(inputs.grounding, inputs.grounding_image_folder, inputs.data_notes),
         viewer_section(inputs.chair, inputs.thumbnails),
         provenance_section(inputs),
     ]

@@ -128,3 +128,5 @@ WORLD_JOBS = {
     str(rules.warm_up_vision.benchmark): "",
     str(rules.build_base_model.benchmark): "base",
 }
+# The demo world's data needs no notes beside its scores (real.smk: conversion summaries).
+WORLD_NOTES = []
