@@ -179,6 +179,12 @@ def test_real_world_config_runs_to_the_report_from_local_sources(tmp_path):
     for section in ("sft", "yesno"):  # the fixtures hold no SFT data: the base stage only
         del config[section]
     config["stages"] = ["base"]
+    # RefCOCO's three splits and one of RefCOCO+ (both sources, half the evaluations: CPU time)
+    splits = config["grounding"]["splits"]
+    config["grounding"]["splits"] = {
+        "refcoco": splits["refcoco"],
+        "refcoco+": {"testB": splits["refcoco+"]["testB"]},
+    }
     annotations_zip, images_zip = write_grounding_fixtures(tmp_path / "fixtures", config)
     config["real"].update(rec_annotations=str(annotations_zip), rec_images=str(images_zip))
     # RefCOCO's evaluation splits from lmms-lab's parquet release; the rest from Shikra's zip
