@@ -194,11 +194,7 @@ def test_real_world_config_runs_to_the_report_from_local_sources(tmp_path):
     config["real"]["rec_parquet"] = {"refcoco": {"source": str(lmms_lab)}}
     config["grounding"]["eval"]["generation"]["max_new_tokens"] = 6
     tiny_training(config["grounding"]["training"])
-    # Task 3 as configured (DPO and NCA from base), one beta of the sweep
-    preference, preference_images = write_preference_fixture(tmp_path / "fixtures")
-    config["real"].update(preference=str(preference), preference_images=str(preference_images))
-    config["preference"]["betas"] = [0.5]
-    tiny_training(config["preference"]["training"])
+    del config["preference"]  # Task 3 on its own below: the two halves fit a CPU test each
 
     workdir, config_path = run_to_report(tmp_path, config)
 
@@ -223,7 +219,7 @@ def test_real_world_config_runs_to_the_report_from_local_sources(tmp_path):
             (workdir / f"results/grounding/{stage}/refcoco+_testB.json").read_text()
         )
         assert metrics["n"] == 4 and metrics["acc_at_0_5"] >= 0
-    # lmms-lab's rows: one REC line per expression, the edge-touching box still on the grid
+    # lmms-lab's rows: one REC line per expression, the split's size checked
     summary = json.loads(
         (workdir / "resources/downloads/grounding_parquet/refcoco_val.summary.json").read_text()
     )
@@ -232,17 +228,35 @@ def test_real_world_config_runs_to_the_report_from_local_sources(tmp_path):
     for split in ("val", "testA", "testB"):
         metrics = json.loads((workdir / f"results/grounding/base/refcoco_{split}.json").read_text())
         assert metrics["n"] == 8
-    # Task 3: both losses trained from the cached reference log-probs, each decoded and scored
+    page = (workdir / "results/report/index.html").read_text()
+    assert page.count("not the standard val set") == 1
+    rerun = snakemake("-n", "report", workdir=workdir, configfile=config_path)
+    assert "Nothing to be done" in rerun.stdout + rerun.stderr
+
+
+@pytest.mark.slow
+def test_exercise_task3_trains_dpo_and_nca_from_the_exercise_pairs_to_the_report(tmp_path):
+    """exercise.yaml's preference stage as configured (DPO on sums, NCA on means, from base),
+    one beta of the sweep, on the exercise's JSON pairs (base64 and image_path)."""
+    config = fixture_config(tmp_path, "exercise")
+    for section in ("sft", "yesno", "grounding"):  # the other tasks: the test above
+        del config[section]
+    config["stages"] = ["base"]
+    config["decoding"]["strategies"] = {"sampling": config["decoding"]["strategies"]["sampling"]}
+    preference, preference_images = write_preference_fixture(tmp_path / "fixtures")
+    config["real"].update(preference=str(preference), preference_images=str(preference_images))
+    config["preference"]["betas"] = [0.5]
+    tiny_training(config["preference"]["training"])
+
+    workdir, _ = run_to_report(tmp_path, config)
+
     reference = json.loads((workdir / "results/preference/reference_logps.json").read_text())
-    assert reference["pairs"] == 2
+    assert reference["pairs"] == 2  # scored once, shared by both runs
     for run in ("dpo_beta0.5", "nca_beta0.5"):
         chair = json.loads((workdir / f"results/chair/{run}/sampling.json").read_text())
         assert chair["n_captions"] == 3
     page = (workdir / "results/report/index.html").read_text()
-    assert page.count("not the standard val set") == 1 and "exercise bar" in page
-    assert "NCA, β 0.5, mean log-p, from base" in page
-    rerun = snakemake("-n", "report", workdir=workdir, configfile=config_path)
-    assert "Nothing to be done" in rerun.stdout + rerun.stderr
+    assert "exercise bar" in page and "NCA, β 0.5, mean log-p, from base" in page
 
 
 @pytest.mark.slow
