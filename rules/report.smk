@@ -30,6 +30,7 @@ rule report:
         images=report_images(),
         benchmark_files=list(PLAN.benchmark_files.values()),
         world_provenance=list(WORLD_PROVENANCE.values()),
+        world_notes=WORLD_NOTES,
         code=code("workflow_scripts/render_report.py"),
     output:
         page=report(

@@ -74,11 +74,13 @@ def test_on_policy_section_is_the_settings_plus_the_workflow_keys():
 
 
 def test_preference_settings_come_from_the_runs_and_the_section():
-    """A run's loss (``losses.<name>``) and β (``betas``), the rest from ``preference``."""
+    """A run's loss (``losses.<name>``) and β (``betas``), the rest from ``preference``; the
+    log-p mode is shared with a loss's own value winning (Task 3: DPO on sums, NCA on means)."""
     per_loss = set(PREFERENCE["losses"]["additionalProperties"]["properties"])
-    shared = fields(PreferenceSettings) - per_loss - {"beta"}
+    shared = fields(PreferenceSettings) - (per_loss - {"use_average_logp"}) - {"beta"}
     assert per_loss | {"beta"} | shared == fields(PreferenceSettings)
     assert shared == {"use_average_logp", "on_bad_record"} and shared <= set(PREFERENCE)
+    assert per_loss & shared == {"use_average_logp"}
 
 
 def test_every_bad_record_policy_of_the_schema_is_the_library_vocabulary():
@@ -102,3 +104,13 @@ def test_a_demo_world_value_of_the_wrong_type_fails_validation_naming_the_key():
     with pytest.raises(jsonschema.ValidationError) as failure:
         jsonschema.validate({"n_train": "many"}, SCHEMA["properties"]["demo_world"])
     assert list(failure.value.path) == ["n_train"]
+
+
+def test_the_real_world_takes_its_preference_pairs_from_one_source():
+    real = SCHEMA["properties"]["real"]
+    jsonschema.validate({"preference": "p.json"}, real)
+    jsonschema.validate({"preference_parquet": {"shards": [0], "max_rows": 10}}, real)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"preference": "p.json", "preference_parquet": {}}, real)
+    with pytest.raises(jsonschema.ValidationError):  # lmms-lab publishes these three only
+        jsonschema.validate({"rec_parquet": {"flickr30k": {}}}, real)

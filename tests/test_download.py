@@ -594,7 +594,7 @@ def test_snapshot_model_from_hub_pins_the_resolved_commit(tmp_path, monkeypatch)
 def test_known_sources_are_plain_data_without_invented_digests():
     assert json.loads(json.dumps(KNOWN_SOURCES)) == KNOWN_SOURCES  # YAML/JSON friendly
     for name, entry in KNOWN_SOURCES.items():
-        assert entry["kind"] in {"hub_model", "url", "manual"}, name
+        assert entry["kind"] in {"hub_model", "hub_dataset", "url", "manual"}, name
         assert entry["sha256"] is None, name  # no publisher lists one: see the registry comment
         assert entry["evidence"], name
         if entry["kind"] == "manual":

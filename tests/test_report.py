@@ -248,6 +248,41 @@ def test_preference_section_shows_final_rewards_and_curves():
     assert set(report.figures) == {"preference"}
 
 
+def test_preference_section_puts_each_run_beside_the_exercise_bar():
+    history = [{"step": 1, "loss": 0.6, "rewards/margins": 0.2}]
+    runs = {"dpo_beta0.5": 25.0, "nca_beta0.1": 31.0}
+    report = build_report(
+        ReportInputs(
+            chair=sampling_chair({"base": 33.0, **runs}),  # CHAIRi 10.0 each: above 7.8
+            stages=["base", *runs],
+            training={run: {"metrics": {}, "log_history": history} for run in runs},
+            preference_runs={
+                "dpo_beta0.5": {"loss_type": "dpo", "beta": 0.5},
+                "nca_beta0.1": {"loss_type": "nca", "beta": 0.1, "use_average_logp": True},
+            },
+            preference_start="base",
+        )
+    )
+    section = report.html[report.html.index('id="preference"') :]
+    assert "CHAIRs &lt; 29.5" in section and "7.8" in section
+    assert section.count("not met") == 2  # CHAIRi 10.0 misses the bar even where CHAIRs passes
+    assert '<td class="num">25.0</td>' in section and '<td class="num">31.0</td>' in section
+    assert "NCA, β 0.1, mean log-p, from base" in report.html
+
+    below = sampling_chair({"base": 33.0, "dpo_beta0.5": 25.0})
+    below["dpo_beta0.5", "sampling"]["CHAIRi"] = 7.0
+    met = build_report(
+        ReportInputs(
+            chair=below,
+            stages=["base", "dpo_beta0.5"],
+            training={"dpo_beta0.5": {"metrics": {}, "log_history": history}},
+            preference_runs={"dpo_beta0.5": {"loss_type": "dpo", "beta": 0.5}},
+            preference_start="base",
+        )
+    )
+    assert ">met<" in met.html and "not met" not in met.html
+
+
 # --- fake artifacts: grounding, benchmark images, the written files -----------------------------
 
 
@@ -309,6 +344,45 @@ def test_grounding_section_from_fake_artifacts(tmp_path):
     assert "no box parsed" in section
     assert "<b>grounding</b>" in page  # a stage evaluated on grounding only is in the headline
     assert "refcoco val" in page[: page.index('id="grounding"')]
+
+
+def test_grounding_section_marks_a_val_split_that_is_not_the_standard_one(tmp_path):
+    notes = [
+        {
+            "dataset": "refcoco",
+            "split": "val",
+            "rows": 8811,
+            "standard_rows": 3811,
+            "expressions": 17000,
+            "skipped": {"undecodable_image": 2},
+            "matches_standard_split": False,
+            "note": "refcoco val: 8811 rows, the standard split has 3811 objects (+5000)",
+        },
+        {
+            "dataset": "refcoco",
+            "split": "testA",
+            "rows": 1975,
+            "standard_rows": 1975,
+            "expressions": 5000,
+            "skipped": {},
+            "matches_standard_split": True,
+        },
+    ]
+    page = render(
+        ReportInputs(
+            chair={("base", "greedy"): chair_metrics(10.0, [])},
+            stages=["base"],
+            grounding=read_grounding(fake_grounding(tmp_path)),
+            grounding_image_folder=str(tmp_path),
+            data_notes=notes,
+        )
+    )
+    section = page[page.index('id="grounding"') :]
+    assert (
+        "<b>no</b>: refcoco val: 8811 rows, the standard split has 3811 objects (+5000)" in section
+    )
+    assert '<td class="num">8,811</td><td class="num">3,811</td>' in section
+    assert "undecodable_image 2" in section and '<td class="text">yes</td>' in section
 
 
 def test_benchmark_thumbnails_read_paths_and_base64(tmp_path):

@@ -75,6 +75,17 @@ def test_a_preference_run_maps_to_its_settings_through_the_table_not_its_name():
     }
 
 
+def test_a_loss_of_its_own_log_p_mode_overrides_the_shared_one():
+    config = {**TINY, "preference": {**TINY["preference"], "use_average_logp": False}}
+    config["preference"]["losses"] = {
+        "dpo": {"loss_type": "dpo"},
+        "nca": {"loss_type": "nca", "use_average_logp": True},
+    }
+    plan = Plan(config)
+    assert plan.preference_runs["dpo_beta0.5"].settings["use_average_logp"] is False
+    assert plan.preference_runs["nca_beta0.5"].settings["use_average_logp"] is True
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

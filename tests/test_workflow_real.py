@@ -15,7 +15,8 @@ import yaml
 from PIL import Image
 
 from tests.conftest import write_tiny_checkpoint
-from tests.test_workflow import REPO, snakemake
+from tests.parquet_fixtures import refcoco_row, write_refcoco_split, write_rlaif_v_release
+from tests.test_workflow import REPO, planned_jobs, snakemake
 
 IMAGE_IDS = (139, 285, 632)
 CATEGORIES = [{"id": 18, "name": "dog"}, {"id": 47, "name": "cup"}, {"id": 1, "name": "person"}]
@@ -97,40 +98,107 @@ def write_grounding_fixtures(root, config):
     return root / "shikra_data.zip", root / "train2014.zip"
 
 
-@pytest.mark.slow
-def test_real_world_config_runs_to_the_report_from_local_sources(tmp_path):
+def write_preference_fixture(root):
+    """The exercise's preference_train.json: one pair with a base64 image, one by image_path."""
+    folder = root / "preference_images"
+    folder.mkdir()
+    Image.open(io.BytesIO(base64.b64decode(png_base64(7)))).save(folder / "pair1.png")
+    pairs = [
+        {
+            "idx": 0,
+            "question": "Describe this image.",
+            "chosen": "A cup on a table.",
+            "rejected": "A dog and a cup.",
+            "image": png_base64(5),
+        },
+        {
+            "idx": 1,
+            "question": "What is in the image?",
+            "chosen": "A cup.",
+            "rejected": "A person.",
+            "image_path": "pair1.png",
+        },
+    ]
+    (root / "preference_train.json").write_text(json.dumps(pairs))
+    return root / "preference_train.json", folder
+
+
+def write_lmms_lab_refcoco(root, splits):
+    """lmms-lab/RefCOCO's layout (data/{split}-*.parquet), one row touching the image's edge."""
+    release = root / "lmms_lab_refcoco"
+    rows = [refcoco_row(k) for k in range(3)]
+    rows.append(refcoco_row(3, size=(48, 40), bbox=[8.0, 4.0, 40.0, 36.0]))
+    for split in splits:
+        write_refcoco_split(release, split, rows, files=2)
+    return release
+
+
+def tiny_training(training):
+    """A real config's training section, shrunk to a few CPU steps."""
+    training.update(
+        per_device_batch_size=2,
+        gradient_accumulation_steps=1,
+        max_steps=2,
+        save_steps=2,
+        max_length=320,
+        bf16=False,
+        gradient_checkpointing=False,
+        deepspeed=None,
+    )
+    if "eval_steps" in training:
+        training["eval_steps"] = 2
+
+
+def fixture_config(tmp_path, name: str) -> dict:
+    """``config/experiments/{name}.yaml`` on the local fixtures: the tiny checkpoint, COCO-format
+    annotations and the benchmark; short answers, one CPU thread."""
     model, annotations, benchmark = write_fixtures(tmp_path / "fixtures")
-    config = yaml.safe_load((REPO / "config/experiments/exercise.yaml").read_text())
+    config = yaml.safe_load((REPO / f"config/experiments/{name}.yaml").read_text())
     config["model"]["source"] = str(model)
     config["real"].update(coco_annotations=str(annotations), benchmark=str(benchmark))
     for strategy in config["decoding"]["strategies"].values():
         strategy["max_new_tokens"] = 6
     config["compute"] = {"threads": 1, "train_gpus": 0, "eval_gpus": 0}
-    # the fixtures hold no SFT data (the base stage only) and no COCO val images (no POPE)
-    for section in ("sft", "yesno", "pope"):
-        del config[section]
-    del config["real"]["pope"]
-    config["stages"] = ["base"]
-    annotations_zip, images_zip = write_grounding_fixtures(tmp_path / "fixtures", config)
-    config["real"].update(rec_annotations=str(annotations_zip), rec_images=str(images_zip))
-    config["grounding"]["eval"]["generation"]["max_new_tokens"] = 6
-    config["grounding"]["training"].update(
-        per_device_batch_size=2,
-        gradient_accumulation_steps=1,
-        max_steps=2,
-        eval_steps=2,
-        save_steps=2,
-        max_length=256,
-        bf16=False,
-        gradient_checkpointing=False,
-        deepspeed=None,
-    )
+    # the fixtures hold no COCO val images, so no POPE (tests/test_pope.py covers its import)
+    config.pop("pope", None)
+    config["real"].pop("pope", None)
+    return config
+
+
+def run_to_report(tmp_path, config: dict):
+    """Run ``config`` to the report in a fresh working directory; returns it and the config."""
     workdir = tmp_path / "run"
     workdir.mkdir()
     config_path = workdir / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
-
     snakemake("--cores", "2", "report", workdir=workdir, configfile=config_path)
+    return workdir, config_path
+
+
+@pytest.mark.slow
+def test_real_world_config_runs_to_the_report_from_local_sources(tmp_path):
+    config = fixture_config(tmp_path, "exercise")
+    for section in ("sft", "yesno"):  # the fixtures hold no SFT data: the base stage only
+        del config[section]
+    config["stages"] = ["base"]
+    # RefCOCO's three splits and one of RefCOCO+ (both sources, half the evaluations: CPU time)
+    splits = config["grounding"]["splits"]
+    config["grounding"]["splits"] = {
+        "refcoco": splits["refcoco"],
+        "refcoco+": {"testB": splits["refcoco+"]["testB"]},
+    }
+    annotations_zip, images_zip = write_grounding_fixtures(tmp_path / "fixtures", config)
+    config["real"].update(rec_annotations=str(annotations_zip), rec_images=str(images_zip))
+    # RefCOCO's evaluation splits from lmms-lab's parquet release; the rest from Shikra's zip
+    lmms_lab = write_lmms_lab_refcoco(
+        tmp_path / "fixtures", config["grounding"]["splits"]["refcoco"]
+    )
+    config["real"]["rec_parquet"] = {"refcoco": {"source": str(lmms_lab)}}
+    config["grounding"]["eval"]["generation"]["max_new_tokens"] = 6
+    tiny_training(config["grounding"]["training"])
+    del config["preference"]  # Task 3 on its own below: the two halves fit a CPU test each
+
+    workdir, config_path = run_to_report(tmp_path, config)
 
     provenance = json.loads((workdir / "resources/models/base.provenance.json").read_text())
     assert provenance["weights"] and not provenance["remote_code_ignored"]
@@ -153,6 +221,84 @@ def test_real_world_config_runs_to_the_report_from_local_sources(tmp_path):
             (workdir / f"results/grounding/{stage}/refcoco+_testB.json").read_text()
         )
         assert metrics["n"] == 4 and metrics["acc_at_0_5"] >= 0
-    assert (workdir / "results/report/index.html").stat().st_size > 1000
+    # lmms-lab's rows: one REC line per expression, the split's size checked
+    summary = json.loads(
+        (workdir / "resources/downloads/grounding_parquet/refcoco_val.summary.json").read_text()
+    )
+    assert summary["rows"] == 4 and summary["expressions"] == 8
+    assert summary["matches_standard_split"] is False  # 4 rows, not UNC val's 3,811
+    for split in ("val", "testA", "testB"):
+        metrics = json.loads((workdir / f"results/grounding/base/refcoco_{split}.json").read_text())
+        assert metrics["n"] == 8
+    page = (workdir / "results/report/index.html").read_text()
+    assert page.count("not the standard val set") == 1
     rerun = snakemake("-n", "report", workdir=workdir, configfile=config_path)
     assert "Nothing to be done" in rerun.stdout + rerun.stderr
+
+
+@pytest.mark.slow
+def test_exercise_task3_trains_dpo_and_nca_from_the_exercise_pairs_to_the_report(tmp_path):
+    """exercise.yaml's preference stage as configured (DPO on sums, NCA on means, from base),
+    one beta of the sweep, on the exercise's JSON pairs (base64 and image_path)."""
+    config = fixture_config(tmp_path, "exercise")
+    for section in ("sft", "yesno", "grounding"):  # the other tasks: the test above
+        del config[section]
+    config["stages"] = ["base"]
+    config["decoding"]["strategies"] = {"sampling": config["decoding"]["strategies"]["sampling"]}
+    preference, preference_images = write_preference_fixture(tmp_path / "fixtures")
+    config["real"].update(preference=str(preference), preference_images=str(preference_images))
+    config["preference"]["betas"] = [0.5]
+    tiny_training(config["preference"]["training"])
+
+    workdir, _ = run_to_report(tmp_path, config)
+
+    reference = json.loads((workdir / "results/preference/reference_logps.json").read_text())
+    assert reference["pairs"] == 2  # scored once, shared by both runs
+    for run in ("dpo_beta0.5", "nca_beta0.5"):
+        chair = json.loads((workdir / f"results/chair/{run}/sampling.json").read_text())
+        assert chair["n_captions"] == 3
+    page = (workdir / "results/report/index.html").read_text()
+    assert "exercise bar" in page and "NCA, β 0.5, mean log-p, from base" in page
+
+
+@pytest.mark.slow
+def test_rlaif_v_config_trains_on_parquet_shards_to_the_report(tmp_path):
+    config = fixture_config(tmp_path, "rlaif_v")
+    release = write_rlaif_v_release(tmp_path / "fixtures" / "rlaif_v", shards=3, rows_per_shard=2)
+    config["real"]["preference_parquet"].update(
+        source=str(release), revision=None, shards=[0, 2], max_rows=3
+    )
+    config["preference"]["betas"] = [0.5]
+    tiny_training(config["preference"]["training"])
+
+    workdir, _ = run_to_report(tmp_path, config)
+
+    provenance = json.loads((workdir / "resources/downloads/rlaif_v.provenance.json").read_text())
+    assert sorted(provenance["files"]) == [
+        "RLAIF-V-Dataset_000.parquet",
+        "RLAIF-V-Dataset_002.parquet",
+    ]
+    pairs = json.loads((workdir / "resources/world/preference_train.json").read_text())
+    assert [pair["idx"] for pair in pairs] == ["VQAv2_000000", "VQAv2_000001", "VQAv2_000004"]
+    reference = json.loads((workdir / "results/preference/reference_logps.json").read_text())
+    assert reference["pairs"] == 3
+    for run in ("dpo_beta0.5", "nca_beta0.5"):
+        assert (workdir / f"results/chair/{run}/sampling.json").is_file()
+    assert "exercise bar" in (workdir / "results/report/index.html").read_text()
+
+
+@pytest.mark.parametrize("name", ["exercise", "rlaif_v"])
+def test_real_experiment_configs_plan_their_whole_dag_with_their_real_values(tmp_path, name):
+    """The configs as shipped (hub ids, COCO URLs, the full beta sweep); only the exercise's
+    manual downloads are stood in for by empty files where the config expects them."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for manual in ("train.json", "test.json", "preference_train.json", "shikra_data.zip"):
+        (data / manual).write_text("")
+    config = REPO / "config" / "experiments" / f"{name}.yaml"
+    jobs = planned_jobs(snakemake("-n", "report", workdir=tmp_path, configfile=config).stdout)
+    runs = 6 if name == "exercise" else 4  # losses x betas
+    assert jobs["train_preference"] == runs and jobs["reference_logps"] == 1
+    assert jobs["chair"] >= runs + 1
+    if name == "rlaif_v":
+        assert jobs["download_preference_parquet"] == 1

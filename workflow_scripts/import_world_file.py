@@ -15,5 +15,6 @@ provenance = import_world_file(
     kind=snakemake.params.kind,
     image_folder=snakemake.params.image_folder,
     image_root=snakemake.params.image_root,
+    options=snakemake.params.options,
 )
 print(provenance)

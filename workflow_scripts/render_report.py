@@ -31,5 +31,6 @@ inputs = collect_inputs(
     preference_start=snakemake.params.preference_start,
     config=dict(snakemake.params.config),
     world=snakemake.params.world,
+    data_notes=list(snakemake.input.world_notes),
 )
 write_report(inputs, snakemake.output.page, snakemake.output.figures, snakemake.output.headline)

@@ -54,3 +54,28 @@ def build_each(
             continue
         kept.append((item, built))
     return kept
+
+
+class BadRecord(DataError):
+    """A well-formed record that cannot be a sample, with the ``reason`` a skip policy counts it
+    under (``undecodable_image``, ``empty_response`` ...)."""
+
+    def __init__(self, source: str, reason: str, detail: str):
+        super().__init__(source, f"{reason}: {detail}")
+        self.reason = reason
+
+
+class SkipTally:
+    """The ``on_bad_record`` policy of a converter: ``reject`` raises the ``BadRecord``
+    (``"raise"``) or counts it per reason in ``skipped`` (``"skip"``)."""
+
+    def __init__(self, on_bad_record: BadRecordPolicy):
+        self.on_bad_record = check_bad_record_policy(on_bad_record)
+        self.skipped: dict[str, int] = {}
+        self.first: str | None = None  # the first skipped record's message, for the log
+
+    def reject(self, error: BadRecord) -> None:
+        if self.on_bad_record == "raise":
+            raise error
+        self.skipped[error.reason] = self.skipped.get(error.reason, 0) + 1
+        self.first = self.first or str(error)

@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
 from mllm.atomic import atomic_file, write_json, write_jsonl
 from mllm.data.errors import DataError
 from mllm.data.images import BASE64_MIN_LENGTH
+from mllm.data.rlaif_v import convert_rlaif_v
 from mllm.hashing import file_sha256
 from mllm.records import iter_jsonl, read_json_records
 
 IMAGE_FIELDS = ("image", "image_path", "img_path")  # the exercise's, Shikra's and Qwen-VL's names
-Kind = Literal["records", "jsonl", "copy"]
+Kind = Literal["records", "jsonl", "copy", "rlaif_v"]
 
 
 def import_world_file(
@@ -31,10 +33,22 @@ def import_world_file(
     kind: Kind,
     image_folder: str | os.PathLike | None,
     image_root: str | os.PathLike,
+    options: Mapping | None = None,
 ) -> dict:
-    """Write ``output`` from ``source``: a JSON list of records, JSON lines, or a plain copy
-    (COCO annotations: no image references). Returns the provenance (sha256 of the source,
-    record counts)."""
+    """Write ``output`` from ``source``: a JSON list of records, JSON lines, a plain copy (COCO
+    annotations: no image references), or a folder of RLAIF-V parquet shards converted to
+    preference records (``options``: ``max_rows``, ``on_bad_record``; images stay base64).
+    Returns the provenance (sha256 of the source, record counts)."""
+    if kind == "rlaif_v":
+        shards = sorted(Path(source).glob("*.parquet"))
+        records, summary = convert_rlaif_v(shards, **dict(options or {}))
+        write_json(output, records, indent=None)
+        return {
+            "source": str(source),
+            "kind": kind,
+            "shards": {shard.name: file_sha256(shard) for shard in shards},
+            **summary,
+        }
     provenance = {"source": str(source), "sha256": file_sha256(source), "kind": kind}
     if kind == "copy":
         with atomic_file(output) as scratch:
@@ -48,7 +62,7 @@ def import_world_file(
         rows = [row for _, row in numbered]
         places = [f"{source}:{line}" for line, _ in numbered]
     else:
-        raise ValueError(f"unknown kind {kind!r}; expected records, jsonl or copy")
+        raise ValueError(f"unknown kind {kind!r}; expected records, jsonl, copy or rlaif_v")
     rerooted = 0
     for row, where in zip(rows, places, strict=True):
         if not isinstance(row, dict):

@@ -50,7 +50,7 @@ def snapshot_model(
         if local is not None and local.is_dir():
             if revision is not None:
                 raise ValueError(f"{source}: a local folder has no revision to pin ({revision!r})")
-            _link_tree(local, scratch, allow_patterns)
+            link_tree(local, scratch, allow_patterns)
             commit = None
         elif HUB_REPO_ID.fullmatch(source):
             commit = _download_hub_snapshot(source, scratch, revision, allow_patterns)
@@ -74,7 +74,7 @@ def _check_family(name: str, model_type: str | None, source: str) -> None:
         )
 
 
-def _link_tree(source_dir: Path, target_dir: Path, allow_patterns: str | list[str] | None) -> None:
+def link_tree(source_dir: Path, target_dir: Path, allow_patterns: str | list[str] | None) -> None:
     """Mirror the selected files of ``source_dir``, hard-linked where the file system allows: a
     16 GB checkpoint then costs neither space nor time, and checkpoints are replaced, never edited
     in place, so sharing inodes is safe."""

@@ -1,6 +1,6 @@
 """The catalogue of known sources: where the real world's inputs are published.
 
-``KNOWN_SOURCES`` keys: ``kind`` ("hub_model", "url" or "manual"),
+``KNOWN_SOURCES`` keys: ``kind`` ("hub_model", "hub_dataset", "url" or "manual"),
 ``source`` (a Hub repo id or URL to pass to the fetchers; None when no URL can be fetched),
 ``page`` (where a person downloads a "manual" source), ``files`` (archive members or per-file
 URLs), ``sha256`` and ``evidence`` (where each fact was read).
@@ -14,6 +14,8 @@ HTTP client: download them by hand (or with gdown) and give the local path as th
 from __future__ import annotations
 
 from mllm.data.grounding import SHIKRA_REC_FILES
+from mllm.data.refcoco_parquet import LMMS_LAB_REPOS
+from mllm.data.rlaif_v import REPO_ID as RLAIF_V_REPO
 
 EXERCISE_DRIVE_FOLDER = "https://drive.google.com/drive/folders/1j2kw_UZZq1JXfZI644RGNZzbLIB7bTT5"
 EXERCISE_README = (
@@ -156,5 +158,31 @@ KNOWN_SOURCES: dict[str, dict] = {
             "QwenLM/Qwen-VL eval_mm/EVALUATION.md. Directly downloadable, but in Qwen-VL's schema "
             "{image, sent, bbox, width, height}, not Shikra's: convert before use."
         ),
+    },
+    "rlaif_v": {
+        "kind": "hub_dataset",
+        "source": RLAIF_V_REPO,
+        "files": [f"RLAIF-V-Dataset_{shard:03d}.parquet" for shard in range(14)],
+        "sha256": None,
+        "evidence": (
+            "HF dataset card and commit history (shards _000.._013 at the repo root, 83,132 pairs "
+            "per the RLAIF-V README); RLHF-V/RLAIF-V muffin/data/datasets.py reads the columns "
+            "(DATA_FORMATS.md section 1). No commit is cited: the download records the resolved one."
+        ),
+    },
+    **{
+        f"lmms_lab_{dataset}": {
+            "kind": "hub_dataset",
+            "source": repo,
+            "files": ["data/{split}-*.parquet"],
+            "sha256": None,
+            "evidence": (
+                f"{repo} dataset card: question_id, image, question, answer (all expressions), "
+                "segmentation, bbox (COCO xywh px), iscrowd, file_name; one row per object. "
+                "RefCOCO val and RefCOCOg val hold 5,000 rows more than UNC/UMD (lmms-eval issue "
+                "#1066): mllm.data.refcoco_parquet reports it (DATA_FORMATS.md section 3)."
+            ),
+        }
+        for dataset, repo in LMMS_LAB_REPOS.items()
     },
 }

@@ -37,6 +37,8 @@ class ReportInputs:
     jobs: list[JobCost] = field(default_factory=list)
     config: Mapping = field(default_factory=dict)
     provenance: Mapping[str, str] = field(default_factory=dict)
+    # conversion summaries of the world's data (an lmms-lab split's rows vs the standard split)
+    data_notes: list[Mapping] = field(default_factory=list)
 
 
 # --- cells -----------------------------------------------------------------------------------

@@ -92,9 +92,40 @@ def example_figure(item: Mapping, image_folder: str | os.PathLike | None, stage:
     )
 
 
+def data_notes_table(notes: Sequence[Mapping]) -> str:
+    """Each converted split's size beside the standard split's, so a val set that is not the
+    standard one (lmms-lab's RefCOCO and RefCOCOg val: 5,000 rows more) is never scored silently."""
+    if not notes:
+        return ""
+    rows = []
+    for note in sorted(notes, key=lambda n: (n["dataset"], n["split"])):
+        standard = note.get("standard_rows")
+        matches = note.get("matches_standard_split")
+        rows.append(
+            [
+                html.escape(note["dataset"]),
+                html.escape(note["split"]),
+                f"{note['rows']:,}",
+                "?" if standard is None else f"{standard:,}",
+                f"{note['expressions']:,}",
+                html.escape(", ".join(f"{k} {v}" for k, v in note.get("skipped", {}).items()))
+                or "–",
+                "yes" if matches else f"<b>no</b>: {html.escape(note.get('note', 'unknown size'))}",
+            ]
+        )
+    headers = ["dataset", "split", "rows", "standard rows", "expressions", "skipped", "standard?"]
+    return (
+        "<p>Converted from lmms-lab's parquet releases: rows (objects) against the UNC / UMD "
+        "split sizes. A split that is not the standard one is scored as published and marked "
+        "here; its numbers are not comparable with the forks' val numbers.</p>"
+        + html_table(headers, rows, numeric=[2, 3, 4])
+    )
+
+
 def grounding_section(
     splits: Mapping[tuple, GroundingSplit],
     image_folder: str | os.PathLike | None,
+    notes: Sequence[Mapping] = (),
     examples_per_outcome: int = 3,
     integrity: str = "",
 ) -> str:
@@ -122,4 +153,5 @@ parse failure. Intervals: 95 % bootstrap over referents. The last columns are th
 numbers on the real datasets (EXERCISE_SPEC §6), for context only.</p>
 {grounding_table(splits)}
 {integrity}
+{data_notes_table(notes)}
 {examples}"""

@@ -36,6 +36,7 @@ def collect_inputs(
     preference_start: str | None = None,
     config: Mapping | None = None,
     world: str = "",
+    data_notes: Sequence[PathLike] = (),
 ) -> ReportInputs:
     """Everything the page shows, read from the files the workflow wrote.
 
@@ -44,7 +45,8 @@ def collect_inputs(
     the per-split metric JSONs (items beside them as `.jsonl`), `pope` the
     `results/pope/{stage}/{setting}.json` (answers beside them as `.answers.jsonl`).
     `benchmark_files` maps a benchmark key to its world file (Plan.benchmark_files) and
-    `world_provenance` a world file to its download's provenance JSON, for the integrity lines.
+    `world_provenance` a world file to its download's provenance JSON, for the integrity lines. `data_notes` are the world's data
+    conversion summaries (mllm.data.refcoco_parquet).
     """
     training_runs = {}
     for path in training:
@@ -88,4 +90,5 @@ def collect_inputs(
         jobs=[read_job_cost(path, stage) for path, stage in (job_benchmarks or {}).items()],
         config=dict(config or {}),
         provenance=collect_provenance(world=world),
+        data_notes=[read_json(path) for path in data_notes],
     )

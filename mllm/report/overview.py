@@ -23,7 +23,11 @@ def describe_stage(stage: str, inputs: ReportInputs) -> str:
     if stage in inputs.preference_runs:
         spec = inputs.preference_runs[stage]
         nll = f" + {spec['nll_weight']}·NLL" if spec.get("nll_weight") else ""
-        return f"{spec['loss_type'].upper()}{nll}, β {spec['beta']}, from {inputs.preference_start}"
+        mean = ", mean log-p" if spec.get("use_average_logp") else ""
+        return (
+            f"{spec['loss_type'].upper()}{nll}, β {spec['beta']}{mean}, "
+            f"from {inputs.preference_start}"
+        )
     if stage == inputs.grounding_run:
         start = inputs.config.get("grounding", {}).get("start", "?")
         return f"grounding SFT (REC boxes) from {start}"

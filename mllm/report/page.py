@@ -78,6 +78,7 @@ def build_report(inputs: ReportInputs) -> Report:
         grounding_section(
             inputs.grounding,
             inputs.grounding_image_folder,
+            inputs.data_notes,
             integrity=integrity_lines(
                 inputs.benchmark_files,
                 [f"grounding/{dataset}/{split}" for dataset, split in grounding_splits(inputs)],

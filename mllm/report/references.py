@@ -13,11 +13,16 @@ def _chair(strategy: str, values: Sequence) -> dict:
     return {(strategy, column): value for column, value in zip(CHAIR_COLUMNS, values, strict=True)}
 
 
+# The exercise's bar after preference training (EXERCISE_SPEC §4.1): each metric strictly below.
+PREFERENCE_BAR = {"CHAIRs": 29.5, "CHAIRi": 7.8}
+
 # Placed in the headline columns they belong to: (strategy, metric) for CHAIR, YESNO for yes/no
 # accuracy.
 HEADLINE_REFERENCES = {
     "exercise target, base": _chair("sampling", (32.7, 8.5, 61.7, 126.0)),
-    "exercise bar after preference": _chair("sampling", ("< 29.5", "< 7.8", "", "")),
+    "exercise bar after preference": _chair(
+        "sampling", (*(f"< {PREFERENCE_BAR[m]}" for m in ("CHAIRs", "CHAIRi")), "", "")
+    ),
     "[L] base": {
         **_chair("sampling", (29.7, 9.2, 62.3, 126.4)),
         **_chair("greedy", (26.3, 7.3, 60.5, 131.3)),

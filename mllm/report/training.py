@@ -8,6 +8,7 @@ import html
 from mllm.report.content import ReportInputs, png_img, table
 from mllm.report.integrity import integrity_lines
 from mllm.report.plots import loss_curves_png, preference_curves_png
+from mllm.report.references import PREFERENCE_BAR
 
 
 def layout_table(training: dict[str, dict]) -> str:
@@ -71,6 +72,23 @@ validation referring expressions.</p>
 {png_img(figures["sft_loss"], "supervised fine-tuning train and eval loss")}"""
 
 
+BAR_HEADERS = ("CHAIRs", "CHAIRi", "exercise bar")
+
+
+def chair_against_bar(inputs: ReportInputs, run: str) -> list[str]:
+    """The run's CHAIRs / CHAIRi (sampling, else its first decoded strategy) and whether both
+    are below the exercise's bar."""
+    decoded = [key for key in inputs.chair if key[0] == run]
+    if not decoded:
+        return ["–", "–", "not decoded"]
+    metrics = inputs.chair[next((k for k in decoded if k[1] == "sampling"), decoded[0])]
+    met = all(metrics[name] < bar for name, bar in PREFERENCE_BAR.items())
+    return [
+        *(f"{metrics[name]:.1f}" for name in PREFERENCE_BAR),
+        "met" if met else "not met",
+    ]
+
+
 def preference_section(inputs: ReportInputs, figures: dict[str, bytes]) -> str:
     """Final rewards of every loss × β run and the loss / reward curves."""
     runs = [run for run in inputs.preference_runs if run in inputs.training]
@@ -93,6 +111,7 @@ def preference_section(inputs: ReportInputs, figures: dict[str, bytes]) -> str:
                         "rewards/accuracies",
                     )
                 ),
+                *chair_against_bar(inputs, run),
             ]
         )
     figures["preference"] = preference_curves_png(
@@ -102,7 +121,9 @@ def preference_section(inputs: ReportInputs, figures: dict[str, bytes]) -> str:
 <p>Each run starts from <code>{html.escape(str(inputs.preference_start))}</code>, which is also the
 reference model (its log-probs are scored once and cached). Rewards are β·(log π − log π_ref) of
 the chosen and rejected answers; the margin is their difference, the accuracy the share of pairs
-with a positive margin. Values of the last logged step.</p>
-{table(["run", "loss", "rewards/chosen", "rewards/rejected", "margin", "reward acc."], rows)}
+with a positive margin. Values of the last logged step. CHAIR: the run's sampled captions, beside
+the exercise's bar after preference training (CHAIRs &lt; {PREFERENCE_BAR["CHAIRs"]}, CHAIRi &lt;
+{PREFERENCE_BAR["CHAIRi"]} on the real objhal bench; the demo world is not that benchmark).</p>
+{table(["run", "loss", "rewards/chosen", "rewards/rejected", "margin", "reward acc.", *BAR_HEADERS], rows)}
 {layout_table({run: inputs.training[run] for run in runs})}
 {png_img(figures["preference"], "preference loss and rewards")}"""

@@ -90,7 +90,7 @@ class Plan:
         for loss, spec in self.preference["losses"].items():
             for beta in self.preference["betas"]:
                 name = f"{loss}_beta{beta}"
-                settings = canonical({**spec, **shared, "beta": beta})
+                settings = canonical({**shared, **spec, "beta": beta})  # a loss's own wins
                 runs[name] = PreferenceRun(name, loss, beta, settings)
         return runs
 

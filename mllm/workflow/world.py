@@ -110,7 +110,23 @@ DOWNLOADED = {
     "coco_train_images": f"{DOWNLOADS}/coco/train2014",  # the RefCOCO family's images
     "rec": f"{DOWNLOADS}/grounding",
     "pope": f"{DOWNLOADS}/pope",  # the published POPE files, when `real.pope` imports them
+    "preference_parquet": f"{DOWNLOADS}/rlaif_v",  # RLAIF-V's selected parquet shards
 }
+REC_PARQUET = f"{DOWNLOADS}/refcoco_parquet"  # /{dataset}: lmms-lab's parquet release
+REC_CONVERTED = f"{DOWNLOADS}/grounding_parquet"  # /{dataset}_{split}.{jsonl,images,summary.json}
+
+
+def converted_rec(dataset: str, split: str) -> dict[str, str]:
+    """The REC file, image folder and summary converted from one lmms-lab split."""
+    stem = f"{REC_CONVERTED}/{dataset}_{split}"
+    return {"rec": f"{stem}.jsonl", "images": f"{stem}.images", "summary": f"{stem}.summary.json"}
+
+
+def _rec_images_name(folder: str) -> str:
+    """A REC file's image folder by name: COCO train2014, or one converted lmms-lab split's."""
+    if folder == DOWNLOADED["coco_train_images"]:
+        return "coco_train_images"
+    return folder.rsplit("/", 1)[-1].replace(".", "_")
 
 
 @dataclass(frozen=True)
@@ -118,8 +134,9 @@ class WorldSource:
     """What one real world file is imported from (mllm.data.world_import)."""
 
     path: str  # a download rule's output or a local file the config names
-    kind: str  # records (JSON list) | jsonl | copy
+    kind: str  # records (JSON list) | jsonl | copy | rlaif_v (a folder of parquet shards)
     image_folder: str | None = None  # where its relative image paths resolve
+    options: Mapping | None = None  # the conversion's options (rlaif_v: max_rows, on_bad_record)
 
 
 class RealWorld:
@@ -127,10 +144,17 @@ class RealWorld:
     param functions of ``import_world_file`` (wildcard ``path``: the world file below WORLD_DIR).
 
     ``real`` is the config's ``real:`` section; ``rec_files`` the REC files the grounding stage
-    names; ``train_annotations``: COCO train2014 GT is needed (on-policy pairs).
+    names and ``rec_splits`` its dataset -> split -> REC file (the splits ``real.rec_parquet``
+    may provide); ``train_annotations``: COCO train2014 GT is needed (on-policy pairs).
     """
 
-    def __init__(self, real: Mapping, rec_files: Sequence[str], train_annotations: bool):
+    def __init__(
+        self,
+        real: Mapping,
+        rec_files: Sequence[str],
+        train_annotations: bool,
+        rec_splits: Mapping[str, Mapping[str, str]] | None = None,
+    ):
         coco = DOWNLOADED["coco_annotations"]
         splits = {"val": "val2014", **({"train": "train2014"} if train_annotations else {})}
         sources = {
@@ -152,10 +176,34 @@ class RealWorld:
             sources[WORLD_FILES["preference"]] = WorldSource(
                 real["preference"], "records", real.get("preference_images")
             )
-        for name in rec_files:
-            sources[rec_file(name)] = WorldSource(
-                f"{DOWNLOADED['rec']}/{name}", "jsonl", DOWNLOADED["coco_train_images"]
+        if "preference_parquet" in real:
+            parquet = real["preference_parquet"]
+            sources[WORLD_FILES["preference"]] = WorldSource(
+                DOWNLOADED["preference_parquet"],
+                "rlaif_v",
+                options={k: parquet[k] for k in ("max_rows", "on_bad_record") if k in parquet},
             )
+        parquet_releases = real.get("rec_parquet") or {}
+        # (dataset, split) of every REC file an lmms-lab release provides, by file name
+        self.parquet_splits: dict[str, tuple[str, str]] = {
+            name: (dataset, split)
+            for dataset, splits in (rec_splits or {}).items()
+            if dataset in parquet_releases
+            for split, name in splits.items()
+        }
+        self.downloaded_image_folders = {DOWNLOADED["coco_train_images"]}  # a rule makes these
+        for name in rec_files:
+            if name in self.parquet_splits:
+                converted = converted_rec(*self.parquet_splits[name])
+                sources[rec_file(name)] = WorldSource(
+                    converted["rec"], "jsonl", converted["images"]
+                )
+                self.downloaded_image_folders.add(converted["images"])
+            else:
+                sources[rec_file(name)] = WorldSource(
+                    f"{DOWNLOADED['rec']}/{name}", "jsonl", DOWNLOADED["coco_train_images"]
+                )
+        self.shikra_rec_files = [name for name in rec_files if name not in self.parquet_splits]
         self.sources: dict[str, WorldSource] = sources
 
     @property
@@ -171,11 +219,13 @@ class RealWorld:
         for path, source in self.sources.items():
             if source.image_folder is None:
                 continue
-            name = names.get(path, "coco_train_images")  # else a REC file: COCO train2014
+            name = names.get(path) or _rec_images_name(source.image_folder)
             folders[name] = source.image_folder
             read_by[path] = name
         made_by = {
-            name: folder for name, folder in folders.items() if folder in DOWNLOADED.values()
+            name: folder
+            for name, folder in folders.items()
+            if folder in DOWNLOADED.values() or folder in self.downloaded_image_folders
         }
         return WorldImages(folders=folders, read_by=read_by, made_by=made_by)
 
@@ -200,8 +250,23 @@ class RealWorld:
     def image_folder(self, wildcards) -> str | None:
         return self._of(wildcards).image_folder
 
+    def options(self, wildcards) -> dict:
+        return dict(self._of(wildcards).options or {})
+
     def images(self, wildcards) -> list[str]:
         """The image folder as an input where a rule downloads it: the world file is usable only
         once its images are there."""
         folder = self._of(wildcards).image_folder
-        return [folder] if folder in DOWNLOADED.values() else []
+        return [folder] if folder in self.downloaded_image_folders else []
+
+    # --- lmms-lab's RefCOCO-family parquet releases -----------------------------------------
+
+    def parquet_splits_of(self, dataset: str) -> list[str]:
+        """The splits of ``dataset`` converted from its lmms-lab release."""
+        return sorted(split for d, split in self.parquet_splits.values() if d == dataset)
+
+    @property
+    def rec_summaries(self) -> list[str]:
+        """The conversion summary of every lmms-lab split (rows vs the standard split's size),
+        which the report shows beside the grounding scores."""
+        return sorted(converted_rec(*pair)["summary"] for pair in self.parquet_splits.values())

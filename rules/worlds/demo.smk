@@ -133,3 +133,5 @@ WORLD_JOBS = {
 # World file -> its download's provenance JSON, for the report's integrity lines: none here, the
 # demo world draws every file (their sha256 are in its manifest.json).
 WORLD_PROVENANCE = {}
+# The demo world's data needs no notes beside its scores (real.smk: conversion summaries).
+WORLD_NOTES = []

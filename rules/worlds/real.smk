@@ -5,12 +5,20 @@ where the network is (`localrule`); `import_world_file` turns each into its worl
 relative image paths to resolve from the world's image root (mllm.data.world_import).
 """
 
-from mllm.workflow.world import DOWNLOADED, POPE_IMAGES, RealWorld
+from mllm.workflow.world import (
+    DOWNLOADED,
+    POPE_IMAGES,
+    REC_CONVERTED,
+    REC_PARQUET,
+    RealWorld,
+    converted_rec,
+)
 
 REAL_WORLD = RealWorld(
     settings("real", default={}),
     PLAN.rec_files,
     train_annotations=PLAN.pair_source == "on_policy",
+    rec_splits=PLAN.grounding["splits"] if PLAN.grounding else {},
 )
 # The image folder each world file reads (rules/images.smk: index_images).
 WORLD_IMAGES = REAL_WORLD.image_folders
@@ -77,7 +85,7 @@ rule download_benchmark:
 
 rule download_rec_files:
     output:
-        files=[f"{DOWNLOADED['rec']}/{name}" for name in PLAN.rec_files],
+        files=[f"{DOWNLOADED['rec']}/{name}" for name in REAL_WORLD.shikra_rec_files],
         provenance=f"{DOWNLOADED['rec']}/provenance.json",
     log:
         "logs/download_rec_files.log",
@@ -90,7 +98,7 @@ rule download_rec_files:
     params:
         source=settings("real", "rec_annotations"),
         sha256=settings("real", "rec_annotations_sha256"),
-        names=PLAN.rec_files,
+        names=REAL_WORLD.shikra_rec_files,
     script:
         "../../workflow_scripts/download_rec_files.py"
 
@@ -114,6 +122,71 @@ rule download_coco_train_images:
         "../../workflow_scripts/download_coco_train_images.py"
 
 
+rule download_preference_parquet:
+    output:
+        shards=directory(DOWNLOADED["preference_parquet"]),
+        provenance=f"{DOWNLOADED['preference_parquet']}.provenance.json",
+    log:
+        "logs/download_preference_parquet.log",
+    localrule: True
+    conda:
+        "../../envs/mllm.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    params:
+        source=settings("real", "preference_parquet", "source"),
+        revision=settings("real", "preference_parquet", "revision"),
+        shards=settings("real", "preference_parquet", "shards"),
+    script:
+        "../../workflow_scripts/download_preference_parquet.py"
+
+
+rule download_rec_parquet:
+    output:
+        files=directory(f"{REC_PARQUET}/{{dataset}}"),
+        provenance=f"{REC_PARQUET}/{{dataset}}.provenance.json",
+    log:
+        "logs/download_rec_parquet/{dataset}.log",
+    localrule: True
+    conda:
+        "../../envs/mllm.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    params:
+        source=lambda wildcards: settings(
+            "real", "rec_parquet", wildcards.dataset, "source"
+        ),
+        revision=lambda wildcards: settings(
+            "real", "rec_parquet", wildcards.dataset, "revision"
+        ),
+        splits=lambda wildcards: REAL_WORLD.parquet_splits_of(wildcards.dataset),
+    script:
+        "../../workflow_scripts/download_rec_parquet.py"
+
+
+rule convert_rec_parquet:
+    input:
+        release=f"{REC_PARQUET}/{{dataset}}",
+        code=code("workflow_scripts/convert_rec_parquet.py"),
+    output:
+        rec=converted_rec("{dataset}", "{split}")["rec"],
+        images=directory(converted_rec("{dataset}", "{split}")["images"]),
+        summary=converted_rec("{dataset}", "{split}")["summary"],
+    log:
+        "logs/convert_rec_parquet/{dataset}_{split}.log",
+    conda:
+        "../../envs/mllm.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+    params:
+        on_bad_record=settings("grounding", "on_bad_record", default="raise"),
+    script:
+        "../../workflow_scripts/convert_rec_parquet.py"
+
+
 rule import_world_file:
     input:
         source=REAL_WORLD.source,
@@ -133,6 +206,7 @@ rule import_world_file:
     params:
         kind=REAL_WORLD.kind,
         image_folder=REAL_WORLD.image_folder,
+        options=REAL_WORLD.options,
         image_root=IMAGE_ROOT,
     script:
         "../../workflow_scripts/import_world_file.py"
@@ -207,3 +281,5 @@ WORLD_PROVENANCE = {
         for path in (POPE_FILES.values() if REAL_POPE else ())
     },
 }
+# Conversion summaries the report shows beside the grounding scores (lmms-lab's val sizes).
+WORLD_NOTES = REAL_WORLD.rec_summaries
