@@ -15,7 +15,7 @@ from PIL import Image
 
 from mllm.data import refcoco_parquet
 from mllm.data.errors import DataError
-from mllm.data.grounding import box_to_grid, grounding_conversations, read_referents
+from mllm.data.grounding import read_referents
 from mllm.data.images import load_image
 from mllm.data.refcoco_parquet import convert_lmms_refcoco, split_files
 from mllm.data.rlaif_v import convert_rlaif_v, shard_patterns
@@ -23,6 +23,7 @@ from mllm.data.world_import import import_world_file
 from mllm.download import hub_dataset
 from mllm.download.errors import FetchError
 from mllm.download.hub_dataset import fetch_dataset_files
+from mllm.family.own import box_to_grid, grid_box_answer
 from mllm.hashing import file_sha256
 from mllm.workflow.world import WORLD_DIR, RealWorld, converted_rec, rec_file
 from tests.parquet_fixtures import (
@@ -287,7 +288,7 @@ def test_a_box_touching_the_right_and_bottom_edge_stays_on_the_grid(tmp_path):
     assert referents[0].bbox_xyxy_px == (10.0, 5.0, 48.0, 40.0)
     grid = box_to_grid(referents[0].bbox_xyxy_px, referents[0].width, referents[0].height)
     assert grid == (208, 125, 999, 999)  # int(1000 * 48/48) = 1000 is off Qwen-VL's 0..999
-    answer = grounding_conversations(referents[:1], seed=0)[0]["conversations"][1]["content"]
+    answer = grid_box_answer(referents[0].expression, grid)  # the own family's answer text
     assert answer.endswith("<box>(208,125),(999,999)</box>")
 
 
