@@ -27,10 +27,40 @@ rule prepare_grounding:
         "../workflow_scripts/prepare_grounding.py"
 
 
+rule preflight_grounding:
+    input:
+        model=PLAN.model_dir(PLAN.grounding["start"]),
+        data="results/grounding/data/train.json",
+        images=grounding_training_images(),
+        code=code("mllm.train.preflight"),
+    output:
+        summary="results/preflight/grounding.json",
+    log:
+        "logs/preflight_grounding.log",
+    conda:
+        "../envs/mllm.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+    params:
+        launch=launcher,
+        spec=job_spec(
+            kind="sft",
+            settings=settings("grounding", "training"),
+            refuse_over_length=False,
+            image_folder=image_root,
+        ),
+    shell:
+        "{params.launch} mllm.train.preflight preflight_records --threads {threads}"
+        " --spec {params.spec:q} start_model_dir={input.model:q} data_file={input.data:q}"
+        " summary_path={output.summary:q} > {log:q} 2>&1"
+
+
 rule train_grounding:
     input:
         model=PLAN.model_dir(PLAN.grounding["start"]),
         train="results/grounding/data/train.json",
+        preflight="results/preflight/grounding.json",
         val="results/grounding/data/val.json",
         images=grounding_training_images(),
         code=code("mllm.train.sft"),

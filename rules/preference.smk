@@ -42,6 +42,7 @@ rule reference_logps:
         model=PREFERENCE_START,
         pairs=preference_pairs(),
         images=image_manifests(WORLD_FILES["preference"]),
+        preflight="results/preflight/preference.json",
         code=code("mllm.preference.reference"),
     output:
         logps="results/preference/reference_logps.safetensors",
@@ -70,12 +71,42 @@ rule reference_logps:
         " output_path={output.logps:q} summary_path={output.summary:q} > {log:q} 2>&1"
 
 
+rule preflight_preference:
+    input:
+        model=PREFERENCE_START,
+        data=preference_pairs(),
+        images=image_manifests(WORLD_FILES["preference"]),
+        code=code("mllm.train.preflight"),
+    output:
+        summary="results/preflight/preference.json",
+    log:
+        "logs/preflight_preference.log",
+    conda:
+        "../envs/mllm.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+    params:
+        launch=launcher,
+        spec=job_spec(
+            kind="preference",
+            settings=settings("preference", "training"),
+            refuse_over_length=False,
+            image_folder=image_root,
+        ),
+    shell:
+        "{params.launch} mllm.train.preflight preflight_records --threads {threads}"
+        " --spec {params.spec:q} start_model_dir={input.model:q} data_file={input.data:q}"
+        " summary_path={output.summary:q} > {log:q} 2>&1"
+
+
 rule train_preference:
     input:
         model=PREFERENCE_START,
         reference="results/preference/reference_logps.safetensors",
         pairs=preference_pairs(),
         images=image_manifests(WORLD_FILES["preference"]),
+        preflight="results/preflight/preference.json",
         code=code("mllm.preference.train"),
     output:
         model=directory("results/models/{prun}"),

@@ -1,10 +1,40 @@
 """Supervised fine-tuning (exercise task 2): one run per `sft:` entry, each a stage."""
 
 
+rule preflight_sft:
+    input:
+        model=sft_start_model,
+        data=WORLD_FILES["sft_train"],
+        images=image_manifests(WORLD_FILES["sft_train"]),
+        code=code("mllm.train.preflight"),
+    output:
+        summary="results/preflight/sft/{run}.json",
+    log:
+        "logs/preflight_sft/{run}.log",
+    conda:
+        "../envs/mllm.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+    params:
+        launch=launcher,
+        spec=job_spec(
+            kind="sft",
+            settings=sft_settings,
+            refuse_over_length=False,
+            image_folder=image_root,
+        ),
+    shell:
+        "{params.launch} mllm.train.preflight preflight_records --threads {threads}"
+        " --spec {params.spec:q} start_model_dir={input.model:q} data_file={input.data:q}"
+        " summary_path={output.summary:q} > {log:q} 2>&1"
+
+
 rule train_sft:
     input:
         model=sft_start_model,
         train=WORLD_FILES["sft_train"],
+        preflight="results/preflight/sft/{run}.json",
         test=WORLD_FILES["sft_test"],
         images=image_manifests(WORLD_FILES["sft_train"], WORLD_FILES["sft_test"]),
         code=code("mllm.train.sft"),

@@ -47,7 +47,11 @@ def snakemake(
     command = [*SNAKEMAKE, "-s", str(snakefile), "-d", str(workdir), *args]
     if configfile is not None:
         command += ["--configfile", str(configfile)]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=workdir, timeout=600)
+    # the jobs (`python -m mllm...`) import this tree's library, not the editable install's
+    environment = {**os.environ, "PYTHONPATH": str(snakefile.parent)}
+    result = subprocess.run(
+        command, capture_output=True, text=True, cwd=workdir, timeout=600, env=environment
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
     return result

@@ -14,8 +14,10 @@ import pytest
 import yaml
 from PIL import Image
 
+from mllm.family.tiny import build as build_tiny_checkpoint
 from tests.conftest import write_tiny_checkpoint
 from tests.parquet_fixtures import refcoco_row, write_refcoco_split, write_rlaif_v_release
+from tests.test_sft import write_sft_data
 from tests.test_workflow import REPO, planned_jobs, snakemake
 
 IMAGE_IDS = (139, 285, 632)
@@ -287,7 +289,7 @@ def test_rlaif_v_config_trains_on_parquet_shards_to_the_report(tmp_path):
     assert "exercise bar" in (workdir / "results/report/index.html").read_text()
 
 
-@pytest.mark.parametrize("name", ["exercise", "rlaif_v"])
+@pytest.mark.parametrize("name", ["exercise", "rlaif_v", "qwen2_5_vl_7b", "internvl3_8b"])
 def test_real_experiment_configs_plan_their_whole_dag_with_their_real_values(tmp_path, name):
     """The configs as shipped (hub ids, COCO URLs, the full beta sweep); only the exercise's
     manual downloads are stood in for by empty files where the config expects them."""
@@ -297,8 +299,62 @@ def test_real_experiment_configs_plan_their_whole_dag_with_their_real_values(tmp
         (data / manual).write_text("")
     config = REPO / "config" / "experiments" / f"{name}.yaml"
     jobs = planned_jobs(snakemake("-n", "report", workdir=tmp_path, configfile=config).stdout)
-    runs = 6 if name == "exercise" else 4  # losses x betas
+    runs = {"exercise": 6, "rlaif_v": 4}.get(name, 2)  # losses x betas
     assert jobs["train_preference"] == runs and jobs["reference_logps"] == 1
+    # the image-token budget of every training set, checked once per set before its training
+    assert jobs["preflight_preference"] == 1
+    if name != "rlaif_v":
+        assert jobs["preflight_sft"] == len(yaml.safe_load(config.read_text())["sft"])
+        assert jobs["preflight_grounding"] == 1
     assert jobs["chair"] >= runs + 1
     if name == "rlaif_v":
         assert jobs["download_preference_parquet"] == 1
+
+
+HF_FAMILIES = ("qwen2_5_vl", "qwen3_vl", "internvl")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", HF_FAMILIES)
+def test_hf_family_runs_the_real_world_dag_to_the_report(tmp_path, family):
+    """exercise.yaml on a tiny random checkpoint of an HF family (built by mllm.family.tiny):
+    decode → CHAIR, LoRA SFT → yes/no, grounding SFT → Acc@0.5, reference log-probs → DPO and
+    NCA → CHAIR, report; the same stages as the own family, nothing family-specific in them."""
+    config = fixture_config(tmp_path, "exercise")
+    checkpoint = build_tiny_checkpoint(family, tmp_path / "fixtures" / family)
+    config["model"].update(family=family, source=str(checkpoint))
+    config["stages"] = ["base", "sft"]
+    config["decoding"]["strategies"] = {"greedy": config["decoding"]["strategies"]["greedy"]}
+    config["decoding"].update(batch_size=2, trained_stage_strategies=["greedy"])
+    train, test = write_sft_data(tmp_path / "fixtures" / "sft", n_images=3)
+    config["real"].update(sft_train=str(train), sft_test=str(test), sft_images=str(train.parent))
+    del config["sft"]["sft_full"]
+    tiny_training(config["sft"]["sft"]["training"])
+    config["sft"]["sft"]["training"].pop("eval_steps", None)
+    splits = config["grounding"]["splits"]
+    config["grounding"]["splits"] = {"refcoco+": {"val": splits["refcoco+"]["val"]}}
+    annotations_zip, images_zip = write_grounding_fixtures(tmp_path / "fixtures", config)
+    config["real"].update(rec_annotations=str(annotations_zip), rec_images=str(images_zip))
+    config["grounding"]["eval"]["generation"]["max_new_tokens"] = 6
+    tiny_training(config["grounding"]["training"])
+    preference, preference_images = write_preference_fixture(tmp_path / "fixtures")
+    config["real"].update(preference=str(preference), preference_images=str(preference_images))
+    config["preference"]["betas"] = [0.5]
+    tiny_training(config["preference"]["training"])
+
+    workdir, _ = run_to_report(tmp_path, config)
+
+    assert json.loads((workdir / "results/chair/base/greedy.json").read_text())["n_captions"] == 3
+    yesno = json.loads((workdir / "results/yesno/sft.json").read_text())
+    assert 0 <= yesno["accuracy"] <= 1
+    for stage in ("base", "grounding"):
+        metrics = json.loads(
+            (workdir / f"results/grounding/{stage}/refcoco+_val.json").read_text()
+        )
+        assert metrics["n"] == 4 and metrics["acc_at_0_5"] >= 0
+    reference = json.loads((workdir / "results/preference/reference_logps.json").read_text())
+    assert reference["pairs"] == 2
+    for run in ("dpo_beta0.5", "nca_beta0.5"):
+        chair = json.loads((workdir / f"results/chair/{run}/greedy.json").read_text())
+        assert chair["n_captions"] == 3
+    assert "exercise bar" in (workdir / "results/report/index.html").read_text()
