@@ -10,6 +10,8 @@ import tomllib
 from PIL import Image
 
 from mllm import cli
+from mllm.family import tiny
+from mllm.family.registry import load_model
 from tests.conftest import write_tiny_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,3 +78,43 @@ def test_ground_reads_the_box_in_the_family_convention_and_draws_it(
         assert boxed.size == (64, 48)
         assert boxed.getpixel((0, 20)) == cli.BOX_COLOUR  # the left edge
         assert boxed.getpixel((50, 20)) == (200, 200, 200)  # outside the box: untouched
+
+
+HF_FAMILIES = ("qwen2_5_vl", "qwen3_vl", "internvl")
+
+
+@pytest.fixture(scope="module")
+def hf_model_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli_hf")
+    return {family: tiny.build(family, root / family) for family in HF_FAMILIES}
+
+
+@pytest.mark.parametrize("family", HF_FAMILIES)
+def test_caption_and_ask_run_on_an_hf_family_checkpoint(hf_model_dirs, image_path, capsys, family):
+    model = str(hf_model_dirs[family])
+    for command in (["caption", str(image_path)], ["ask", str(image_path), "Is there a dog?"]):
+        argv = ["--model", model, "--max-new-tokens", "6", *command]
+        assert cli.main(argv) == 0
+        first = capsys.readouterr().out
+        assert cli.main(argv) == 0
+        assert capsys.readouterr().out == first  # greedy: the same answer
+
+
+@pytest.mark.parametrize("family", HF_FAMILIES)
+def test_ground_parses_an_hf_familys_own_box_text_back_to_pixels(
+    hf_model_dirs, image_path, tmp_path, capsys, monkeypatch, family
+):
+    """The stubbed answer is the family's own encoding of a known box (``box_answer``); the CLI
+    must read it back with the same family's convention, whatever that convention is."""
+    loaded = load_model(hf_model_dirs[family])
+    box = (8.0, 4.0, 40.0, 36.0)
+    with Image.open(image_path) as image:
+        text = loaded.family.box_answer(loaded, "the red car", box, image.convert("RGB"))
+    monkeypatch.setattr(cli, "answer_questions", lambda *args, **kwargs: [text])
+    out = tmp_path / "boxed.png"
+    argv = ["--model", str(hf_model_dirs[family]), "ground", str(image_path), "the red car"]
+    assert cli.main([*argv, "--out", str(out)]) == 0
+    printed = json.loads(capsys.readouterr().out)["box"]
+    # grid conventions (0-999 / 0-1000) round to about a pixel of a 64-pixel image
+    assert printed == pytest.approx(box, abs=1.0)
+    assert out.is_file()
