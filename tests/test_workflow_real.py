@@ -348,9 +348,7 @@ def test_hf_family_runs_the_real_world_dag_to_the_report(tmp_path, family):
     yesno = json.loads((workdir / "results/yesno/sft.json").read_text())
     assert 0 <= yesno["accuracy"] <= 1
     for stage in ("base", "grounding"):
-        metrics = json.loads(
-            (workdir / f"results/grounding/{stage}/refcoco+_val.json").read_text()
-        )
+        metrics = json.loads((workdir / f"results/grounding/{stage}/refcoco+_val.json").read_text())
         assert metrics["n"] == 4 and metrics["acc_at_0_5"] >= 0
     reference = json.loads((workdir / "results/preference/reference_logps.json").read_text())
     assert reference["pairs"] == 2
