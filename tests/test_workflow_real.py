@@ -311,15 +311,10 @@ def test_real_experiment_configs_plan_their_whole_dag_with_their_real_values(tmp
         assert jobs["download_preference_parquet"] == 1
 
 
-HF_FAMILIES = ("qwen2_5_vl", "qwen3_vl", "internvl")
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("family", HF_FAMILIES)
-def test_hf_family_runs_the_real_world_dag_to_the_report(tmp_path, family):
-    """exercise.yaml on a tiny random checkpoint of an HF family (built by mllm.family.tiny):
-    decode → CHAIR, LoRA SFT → yes/no, grounding SFT → Acc@0.5, reference log-probs → DPO and
-    NCA → CHAIR, report; the same stages as the own family, nothing family-specific in them."""
+def hf_family_config(tmp_path, family: str) -> dict:
+    """exercise.yaml on a tiny random checkpoint of ``family`` (built by mllm.family.tiny) and
+    the local fixtures: greedy captions of base and SFT, LoRA SFT on yes/no records, Task 3's
+    pairs, RefCOCO+ val for grounding; every training run a few CPU steps."""
     config = fixture_config(tmp_path, "exercise")
     checkpoint = build_tiny_checkpoint(family, tmp_path / "fixtures" / family)
     config["model"].update(family=family, source=str(checkpoint))
@@ -341,18 +336,46 @@ def test_hf_family_runs_the_real_world_dag_to_the_report(tmp_path, family):
     config["real"].update(preference=str(preference), preference_images=str(preference_images))
     config["preference"]["betas"] = [0.5]
     tiny_training(config["preference"]["training"])
+    return config
 
-    workdir, _ = run_to_report(tmp_path, config)
+
+@pytest.mark.slow
+def test_an_hf_family_runs_the_whole_real_world_dag_to_the_report(tmp_path):
+    """Qwen2.5-VL through every stage: decode → CHAIR, LoRA SFT → yes/no, grounding SFT →
+    Acc@0.5, preflight → reference log-probs → DPO and NCA → CHAIR, report; the stages are the
+    own family's, nothing family-specific in them."""
+    workdir, _ = run_to_report(tmp_path, hf_family_config(tmp_path, "qwen2_5_vl"))
 
     assert json.loads((workdir / "results/chair/base/greedy.json").read_text())["n_captions"] == 3
-    yesno = json.loads((workdir / "results/yesno/sft.json").read_text())
-    assert 0 <= yesno["accuracy"] <= 1
+    assert 0 <= json.loads((workdir / "results/yesno/sft.json").read_text())["accuracy"] <= 1
     for stage in ("base", "grounding"):
         metrics = json.loads((workdir / f"results/grounding/{stage}/refcoco+_val.json").read_text())
         assert metrics["n"] == 4 and metrics["acc_at_0_5"] >= 0
+    preflight = json.loads((workdir / "results/preflight/preference.json").read_text())
+    assert preflight["family"] == "qwen2_5_vl" and preflight["samples"] == 4
     reference = json.loads((workdir / "results/preference/reference_logps.json").read_text())
     assert reference["pairs"] == 2
     for run in ("dpo_beta0.5", "nca_beta0.5"):
         chair = json.loads((workdir / f"results/chair/{run}/greedy.json").read_text())
         assert chair["n_captions"] == 3
     assert "exercise bar" in (workdir / "results/report/index.html").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["qwen3_vl", "internvl"])
+def test_more_hf_families_decode_train_sft_and_dpo_from_cached_reference(tmp_path, family):
+    """The other families on the shorter chain (CPU time): decode → CHAIR, LoRA SFT, reference
+    log-probs → one DPO run → CHAIR, report."""
+    config = hf_family_config(tmp_path, family)
+    for section in ("grounding", "yesno"):
+        del config[section]
+    config["preference"]["losses"] = {"dpo": config["preference"]["losses"]["dpo"]}
+
+    workdir, _ = run_to_report(tmp_path, config)
+
+    for stage in ("base", "sft", "dpo_beta0.5"):
+        chair = json.loads((workdir / f"results/chair/{stage}/greedy.json").read_text())
+        assert chair["n_captions"] == 3
+    reference = json.loads((workdir / "results/preference/reference_logps.json").read_text())
+    assert reference["pairs"] == 2
+    assert (workdir / "results/report/index.html").is_file()

@@ -270,10 +270,12 @@ if REAL_POPE:
 WORLD_JOBS = {}
 # World file -> its download's provenance JSON (source, sha256, resolved revision), for the
 # report's integrity lines.
+# plain strings: the report's `script:` pickles its params, and a rule's output file object
+# drags its rule (with unpicklable resource evaluators) along
 WORLD_PROVENANCE = {
-    WORLD_FILES["benchmark"]: rules.download_benchmark.output.provenance,
+    WORLD_FILES["benchmark"]: str(rules.download_benchmark.output.provenance),
     **{
-        rec_file(name): rules.download_rec_files.output.provenance
+        rec_file(name): str(rules.download_rec_files.output.provenance)
         for name in PLAN.rec_files
     },
     **{
