@@ -46,7 +46,7 @@ rule preflight_grounding:
         launch=launcher,
         spec=job_spec(
             kind="sft",
-            settings=settings("grounding", "training"),
+            max_length=settings("grounding", "training", "max_length"),
             refuse_over_length=False,
             image_folder=image_root,
         ),

@@ -90,7 +90,7 @@ rule preflight_preference:
         launch=launcher,
         spec=job_spec(
             kind="preference",
-            settings=settings("preference", "training"),
+            max_length=settings("preference", "training", "max_length"),
             refuse_over_length=False,
             image_folder=image_root,
         ),

@@ -20,7 +20,7 @@ rule preflight_sft:
         launch=launcher,
         spec=job_spec(
             kind="sft",
-            settings=sft_settings,
+            max_length=lambda wildcards: sft_settings(wildcards).get("max_length"),
             refuse_over_length=False,
             image_folder=image_root,
         ),

@@ -12,7 +12,6 @@ from mllm.data.preprocess import read_sft_record
 from mllm.family import tiny
 from mllm.family.registry import load_model
 from mllm.train.preflight import preflight_records
-from mllm.train.settings import TrainSettings
 from tests.test_sft import write_sft_data
 from tests.test_workflow_real import write_preference_fixture
 
@@ -27,7 +26,7 @@ def run(checkpoint, data_file, kind, max_length, summary_path, image_folder):
         start_model_dir=checkpoint,
         data_file=data_file,
         kind=kind,
-        settings=TrainSettings(max_length=max_length),
+        max_length=max_length,
         refuse_over_length=False,
         image_folder=image_folder,
         summary_path=summary_path,

@@ -77,10 +77,13 @@ def test_dry_run_of_the_default_config_plans_the_whole_dag(tmp_path):
         "warm_up_vision": 1,
         "build_base_model": 1,
         "build_chair_cache": 1,
+        "preflight_sft": 2,  # the image-token budget before each training run
         "train_sft": 2,  # LoRA and full fine-tuning
+        "preflight_preference": 1,
         "reference_logps": 1,  # scored once, shared by every preference run
         "train_preference": 3,  # dpo, dpo + NLL, nca at one beta
         "prepare_grounding": 1,
+        "preflight_grounding": 1,
         "train_grounding": 1,
         "grounding_eval": 16,  # base and grounding × 8 dataset splits
         "yesno_accuracy": 7,  # every stage

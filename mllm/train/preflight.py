@@ -65,14 +65,17 @@ def preflight_records(
     start_model_dir: str | os.PathLike,
     data_file: str | os.PathLike,
     kind: str,
-    settings: TrainSettings,
+    max_length: int | None = None,
     refuse_over_length: bool,
     image_folder: str | os.PathLike | None = None,
     summary_path: str | os.PathLike,
 ) -> dict:
     """Count every sample of ``data_file`` (``kind``: sft or preference records) with the start
-    model's processor at the training run's ``settings.max_length``; write the length
-    distribution to ``summary_path`` or raise DataError."""
+    model's processor at the training run's ``max_length`` (None: the training default); write
+    the length distribution to ``summary_path`` or raise DataError. Only ``max_length`` of the
+    run's settings is passed, so tuning anything else does not rerun the check."""
+    if max_length is None:
+        max_length = TrainSettings().max_length
     if kind not in SAMPLE_READERS:
         raise ValueError(f"kind must be one of {sorted(SAMPLE_READERS)}, not {kind!r}")
     loaded = load_model(start_model_dir, device="cpu")
@@ -80,7 +83,7 @@ def preflight_records(
     samples = SAMPLE_READERS[kind](read_json_records(data_file), loaded, folder, str(data_file))
     try:
         summary = check_token_budget(
-            loaded, samples, max_length=settings.max_length, refuse_over_length=refuse_over_length
+            loaded, samples, max_length=max_length, refuse_over_length=refuse_over_length
         )
     except DataError as error:
         if str(data_file) in str(error):
