@@ -177,8 +177,10 @@ def test_sft_on_two_ranks_writes_one_loadable_model(tmp_path):
         ranks=2,
     )
     # One writer: exactly one model directory, no scratch directories or checkpoints left over.
+    # (checkpoints.lock: the released flock file, mllm.train.checkpoint_lock)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "base",
+        "checkpoints.lock",
         "data",
         "metrics.json",
         "sft",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import zipfile
 
 import numpy as np
@@ -362,6 +363,10 @@ def test_an_hf_family_runs_the_whole_real_world_dag_to_the_report(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    os.environ.get("MLLM_ALL_FAMILY_DAGS") != "1",
+    reason="CI time: qwen2_5_vl runs the whole DAG in CI; MLLM_ALL_FAMILY_DAGS=1 adds these",
+)
 @pytest.mark.parametrize("family", ["qwen3_vl", "internvl"])
 def test_more_hf_families_decode_train_sft_and_dpo_from_cached_reference(tmp_path, family):
     """The other families on the shorter chain (CPU time): decode → CHAIR, LoRA SFT, reference
