@@ -147,10 +147,6 @@ def _qwen_image_processor(patch_size: int) -> Qwen2VLImageProcessorPil:
 def qwen2_5_vl() -> tuple[object, object]:
     """(model, processor) of a tiny Qwen2.5-VL: 2 + 2 layers, 4–16 image tokens per image."""
     tokenizer = build_tokenizer(QWEN_VL_TOKENS, QWEN_BOX_TOKENS)
-    ids = {
-        f"{name}_id": tokenizer.convert_tokens_to_ids(token)
-        for name, token in QWEN_VL_TOKENS.items()
-    }
     config = Qwen2_5_VLConfig(
         text_config=_text_config(
             tokenizer,
@@ -172,10 +168,7 @@ def qwen2_5_vl() -> tuple[object, object]:
             window_size=56,
             fullatt_block_indexes=[1],
         ),
-        image_token_id=ids["image_token_id"],
-        video_token_id=ids["video_token_id"],
-        vision_start_token_id=ids["vision_start_token_id"],
-        vision_end_token_id=ids["vision_end_token_id"],
+        **_qwen_token_ids(tokenizer),
     )
     processor = Qwen2_5_VLProcessor(
         image_processor=_qwen_image_processor(14),
@@ -186,13 +179,17 @@ def qwen2_5_vl() -> tuple[object, object]:
     return _model(config), processor
 
 
-def qwen3_vl() -> tuple[object, object]:
-    """(model, processor) of a tiny Qwen3-VL: 2 + 2 layers (deepstack at vision layer 1)."""
-    tokenizer = build_tokenizer(QWEN_VL_TOKENS, QWEN_BOX_TOKENS)
-    ids = {
+def _qwen_token_ids(tokenizer) -> dict[str, int]:
+    """The config's ``image_token_id``, ``video_token_id``, ``vision_{start,end}_token_id``."""
+    return {
         f"{name}_id": tokenizer.convert_tokens_to_ids(token)
         for name, token in QWEN_VL_TOKENS.items()
     }
+
+
+def qwen3_vl() -> tuple[object, object]:
+    """(model, processor) of a tiny Qwen3-VL: 2 + 2 layers (deepstack at vision layer 1)."""
+    tokenizer = build_tokenizer(QWEN_VL_TOKENS, QWEN_BOX_TOKENS)
     config = Qwen3VLConfig(
         text_config=_text_config(
             tokenizer,
@@ -216,10 +213,7 @@ def qwen3_vl() -> tuple[object, object]:
             num_position_embeddings=64,
             deepstack_visual_indexes=[1],
         ),
-        image_token_id=ids["image_token_id"],
-        video_token_id=ids["video_token_id"],
-        vision_start_token_id=ids["vision_start_token_id"],
-        vision_end_token_id=ids["vision_end_token_id"],
+        **_qwen_token_ids(tokenizer),
     )
     processor = Qwen3VLProcessor(
         image_processor=_qwen_image_processor(16),
