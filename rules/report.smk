@@ -31,6 +31,7 @@ rule report:
         benchmark_files=list(PLAN.benchmark_files.values()),
         world_provenance=list(WORLD_PROVENANCE.values()),
         world_notes=WORLD_NOTES,
+        recipe_checks=WORLD_RECIPE_CHECKS,
         code=code("workflow_scripts/render_report.py"),
     output:
         page=report(

@@ -32,5 +32,6 @@ inputs = collect_inputs(
     config=dict(snakemake.params.config),
     world=snakemake.params.world,
     data_notes=list(snakemake.input.world_notes),
+    recipe_checks=list(snakemake.input.recipe_checks),
 )
 write_report(inputs, snakemake.output.page, snakemake.output.figures, snakemake.output.headline)

@@ -39,6 +39,8 @@ class ReportInputs:
     provenance: Mapping[str, str] = field(default_factory=dict)
     # conversion summaries of the world's data (an lmms-lab split's rows vs the standard split)
     data_notes: list[Mapping] = field(default_factory=list)
+    # bench/phenomena.py summaries: which phenomena held over how many seeds × threads
+    recipe_checks: list[Mapping] = field(default_factory=list)
 
 
 # --- cells -----------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ def collect_inputs(
     config: Mapping | None = None,
     world: str = "",
     data_notes: Sequence[PathLike] = (),
+    recipe_checks: Sequence[PathLike] = (),
 ) -> ReportInputs:
     """Everything the page shows, read from the files the workflow wrote.
 
@@ -46,7 +47,8 @@ def collect_inputs(
     `results/pope/{stage}/{setting}.json` (answers beside them as `.answers.jsonl`).
     `benchmark_files` maps a benchmark key to its world file (Plan.benchmark_files) and
     `world_provenance` a world file to its download's provenance JSON, for the integrity lines. `data_notes` are the world's data
-    conversion summaries (mllm.data.refcoco_parquet).
+    conversion summaries (mllm.data.refcoco_parquet). `recipe_checks` are the world's checks of
+    its recipe over training seeds × threads (bench/phenomena.py).
     """
     training_runs = {}
     for path in training:
@@ -91,4 +93,5 @@ def collect_inputs(
         config=dict(config or {}),
         provenance=collect_provenance(world=world),
         data_notes=[read_json(path) for path in data_notes],
+        recipe_checks=[read_json(path) for path in recipe_checks],
     )

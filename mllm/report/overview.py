@@ -4,6 +4,7 @@ jobs cost (Snakemake benchmark files), and the config that produced the report."
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping
 
 import yaml
 
@@ -54,6 +55,26 @@ def stage_status(stage: str, inputs: ReportInputs) -> str:
     return "done: " + " · ".join(done)
 
 
+def recipe_check(check: Mapping, config: Mapping) -> str:
+    """What a bench/phenomena.py summary says of this run's recipe: how many phenomena held on
+    how many seeds × thread counts, and whether this run's config is the one checked."""
+    held = [p["name"] for p in check["phenomena"] if p["holds"]]
+    failed = [p["name"] for p in check["phenomena"] if not p["holds"]]
+    covered = (
+        "This run's config is the one checked."
+        if check["config_hash"] == config_hash(config)
+        else f"This run's config (hash <code>{config_hash(config)}</code>) is not the one checked"
+        f" (<code>{html.escape(check['config_hash'])}</code>): the check does not cover it."
+    )
+    failures = f" Not in every run: {html.escape('; '.join(failed))}." if failed else ""
+    return (
+        f"<p><b>Recipe check</b> (<code>bench/phenomena.py</code>, docs/phenomena.md):"
+        f" {len(held)} of {len(check['phenomena'])} phenomena held in every one of"
+        f" {check['runs']} runs, training seeds {check['seeds']} × threads"
+        f" {check['threads']}.{failures} {covered}</p>"
+    )
+
+
 def overview_section(inputs: ReportInputs) -> str:
     stages = shown_stages(inputs)
     costs = stage_costs(inputs.jobs, stages)
@@ -96,5 +117,6 @@ time is summed over the jobs, the memory is the largest peak (RSS) among them. G
 in these files.</p>
 {html_table(["stage", "what", "status", "jobs", "wall time", "peak memory"], rows, numeric=[3, 4, 5])}
 {job_table}
+{"".join(recipe_check(check, inputs.config) for check in inputs.recipe_checks)}
 <details><summary>The config that produced this report (hash <code>{config_hash(inputs.config)}</code>)</summary>
 <pre>{html.escape(config)}</pre></details>"""

@@ -285,3 +285,5 @@ WORLD_PROVENANCE = {
 }
 # Conversion summaries the report shows beside the grounding scores (lmms-lab's val sizes).
 WORLD_NOTES = REAL_WORLD.rec_summaries
+# No check of a recipe over seeds here (demo.smk: bench/phenomena.py's).
+WORLD_RECIPE_CHECKS = []
