@@ -45,7 +45,8 @@ DEPLOYMENT_PROBLEM = deployment_problem(
 if DEPLOYMENT_PROBLEM:
     raise WorkflowError(DEPLOYMENT_PROBLEM)
 PLAN = Plan(config)
-THREADS = config["compute"]["threads"]
+THREADS = config["compute"]["threads"]  # training jobs
+EVAL_THREADS = config["compute"].get("eval_threads", THREADS)
 TRAIN_GPUS = config["compute"]["train_gpus"]
 EVAL_GPUS = config["compute"]["eval_gpus"]
 # `resources:` of the jobs that may span compute.train_nodes nodes (training, reference_logps)

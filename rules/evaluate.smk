@@ -16,7 +16,7 @@ rule decode:
         "benchmarks/decode/{stage}/{strategy}.tsv"
     conda:
         "../envs/mllm.yaml"
-    threads: THREADS
+    threads: EVAL_THREADS
     resources:
         mem_mb=8000,
         gpu=EVAL_GPUS,
@@ -88,7 +88,7 @@ rule yesno_accuracy:
         "benchmarks/yesno_accuracy/{stage}.tsv"
     conda:
         "../envs/mllm.yaml"
-    threads: THREADS
+    threads: EVAL_THREADS
     resources:
         mem_mb=8000,
         gpu=EVAL_GPUS,

@@ -107,7 +107,7 @@ rule grounding_eval:
         "benchmarks/grounding_eval/{stage}/{dataset}_{split}.tsv"
     conda:
         "../envs/mllm.yaml"
-    threads: THREADS
+    threads: EVAL_THREADS
     resources:
         mem_mb=8000,
         gpu=EVAL_GPUS,

@@ -39,7 +39,7 @@ rule pope_eval:
         "benchmarks/pope_eval/{stage}.tsv"
     conda:
         "../envs/mllm.yaml"
-    threads: THREADS
+    threads: EVAL_THREADS
     resources:
         mem_mb=8000,
         gpu=EVAL_GPUS,

@@ -24,7 +24,7 @@ rule build_preference_pairs:
         "benchmarks/build_preference_pairs.tsv"
     conda:
         "../envs/mllm.yaml"
-    threads: THREADS
+    threads: EVAL_THREADS
     resources:
         mem_mb=8000,
         gpu=EVAL_GPUS,
