@@ -47,7 +47,8 @@ def checked_config_hash(config: dict) -> str:
 
 def seeded_config(config: dict, seed: int, threads: int) -> dict:
     """`config` with every training seed (vision warm-up, base, SFT runs, preference, grounding)
-    set to `seed` and `compute.threads` to `threads`; evaluation seeds stay as they are."""
+    set to `seed` and every job's threads (`compute.threads`, `compute.eval_threads`) to `threads`;
+    evaluation seeds stay as they are."""
     config = json.loads(json.dumps(config))
     config["vision_warmup"]["seed"] = seed
     config["base_model"]["seed"] = seed
@@ -55,7 +56,7 @@ def seeded_config(config: dict, seed: int, threads: int) -> dict:
         run["training"]["seed"] = seed
     config["preference"]["training"]["seed"] = seed
     config["grounding"]["training"]["seed"] = seed
-    config["compute"]["threads"] = threads
+    config["compute"]["threads"] = config["compute"]["eval_threads"] = threads
     return config
 
 

@@ -142,6 +142,38 @@ def test_headline_table_has_intervals_references_and_the_overview():
     assert '<span class="hallucinated" title="knife">knife</span>' in page
 
 
+def recipe_check_summary(config_hash_value: str, holds: tuple[bool, ...]) -> dict:
+    """A bench/phenomena.py summary: 3 seeds x 2 thread counts, one row per phenomenon."""
+    return {
+        "seeds": [0, 1, 2],
+        "threads": [1, 2],
+        "runs": 6,
+        "config_hash": config_hash_value,
+        "phenomena": [
+            {"name": f"phenomenon {index}", "holds": held} for index, held in enumerate(holds)
+        ],
+    }
+
+
+@pytest.mark.parametrize("checked", [True, False])
+def test_the_overview_quotes_the_recipe_check_and_whether_it_covers_this_config(checked):
+    config = {"world": "demo", "decoding": {"seed": 0}}
+    checked_hash = config_hash(config) if checked else "0123456789ab"
+    page = render(
+        ReportInputs(
+            chair={("base", "greedy"): chair_metrics(10.0, [])},
+            stages=["base"],
+            config=config,
+            recipe_checks=[recipe_check_summary(checked_hash, (True, False, True))],
+        )
+    )
+    assert "2 of 3 phenomena held in every one of 6 runs" in page
+    assert "training seeds [0, 1, 2] × threads [1, 2]" in page
+    assert "Not in every run: phenomenon 1." in page
+    assert ("is the one checked" in page) is checked
+    assert ("the check does not cover it" in page) is not checked
+
+
 def test_headline_names_the_chair_analyzer_and_what_it_compares_with():
     rules = {"name": "offline-rules", "lemmatizer": "RuleLemmatizer"}
     page = render(
