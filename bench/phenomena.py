@@ -210,7 +210,9 @@ def start_run(workdir: Path, config: dict, threads: int, log) -> subprocess.Pope
     configfile.write_text(yaml.safe_dump(config, sort_keys=False))
     command = [
         *(sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir)),
-        *("--cores", str(threads), "--configfile", str(configfile), *targets(config)),
+        *("--cores", str(threads), *targets(config)),
+        # last: --configfile takes every argument after it for one more config file
+        *("--configfile", str(configfile)),
     ]
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
 
