@@ -287,16 +287,7 @@ def test_set_resources_for_a_rule_the_workflow_lacks_is_harmless(tmp_path):
     profile["set-resources"]["no_such_rule"] = {"runtime": 5, "mem_mb": 1}
     (tmp_path / "profile").mkdir()
     (tmp_path / "profile" / "config.yaml").write_text(yaml.safe_dump(profile))
-    result = subprocess.run(
-        [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n", "report"]
-        + ["--profile", str(tmp_path / "profile"), "--sdm", "env-modules"]
-        + ["--configfile", str(TINY_CONFIG)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    dry_run(tmp_path, TINY_CONFIG, "--profile", str(tmp_path / "profile"), "--sdm", "env-modules")
 
 
 def test_local_profile_parses_and_caps_gpus(tmp_path):
@@ -390,10 +381,10 @@ def run_on_cluster(workdir: Path, *args: str, snakefile: Path = REPO / "Snakefil
     return result, output, seconds
 
 
-def dry_run(workdir: Path, configfile: Path) -> str:
-    """The output of a dry-run of `report` under ``configfile`` in a fresh ``workdir``."""
+def dry_run(workdir: Path, configfile: Path, *args: str) -> str:
+    """The output of a dry-run of `report` under ``configfile`` (and ``args``) in ``workdir``."""
     result = subprocess.run(
-        [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "-n", "report"]
+        [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "-n", "report", *args]
         + ["--configfile", str(configfile)],
         cwd=REPO,
         capture_output=True,
