@@ -9,7 +9,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,37 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if os.path.exists(scratch):
             os.unlink(scratch)
+
+
+@contextmanager
+def atomic_files(paths: Sequence[str | os.PathLike]) -> Iterator[list[Path]]:
+    """Yield a temporary sibling per path; they replace ``paths`` together, only if the block
+    succeeds: a job writing several outputs leaves all of them or none (a replacement failing
+    midway removes those already made)."""
+    targets = [Path(path) for path in paths]
+    scratches = []
+    try:
+        for path in targets:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor, scratch = tempfile.mkstemp(
+                prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+            )
+            os.close(descriptor)
+            scratches.append(Path(scratch))
+        yield list(scratches)
+        replaced = []
+        try:
+            for scratch, path in zip(scratches, targets, strict=True):
+                os.chmod(scratch, _permissions(0o666))
+                os.replace(scratch, path)
+                replaced.append(path)
+        except BaseException:
+            for path in replaced:
+                path.unlink(missing_ok=True)
+            raise
+    finally:
+        for scratch in scratches:
+            scratch.unlink(missing_ok=True)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

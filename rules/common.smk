@@ -4,7 +4,6 @@ Nothing here asks which world it is in: the world's rules file (rules/worlds/) w
 of files in mllm.workflow.world, and every other rule reads those paths.
 """
 
-import json
 import os
 import re
 import shlex
@@ -23,7 +22,8 @@ sys.path.insert(0, str(REPOSITORY))  # the library's workflow layer, installed o
 
 from mllm.workflow.code_inputs import code_inputs
 from mllm.workflow.deployment import deployment_problem
-from mllm.workflow.image_manifest import refresh_manifest
+from mllm.workflow.image_manifest import ManifestInputs
+from mllm.workflow.job_spec import job_spec
 from mllm.workflow.launch_command import gpus_per_node, job_resources, launch_prefix
 from mllm.workflow.plan import GROUNDING_STAGE, ON_POLICY_PAIRS, Plan, section
 from mllm.workflow.world import (
@@ -79,33 +79,17 @@ def image_root(wildcards):
     return IMAGE_ROOT
 
 
-def image_manifests(*world_files):
-    """`input: images=`: the content manifests of the image folders `world_files` read (the
-    world's WORLD_IMAGES), so a replaced image reruns exactly the jobs that read it. Reading the
-    Snakefile brings each manifest up to date first: an image rewritten in place changes no
-    mtime Snakemake looks at. Jobs re-reading it on cluster nodes leave that to the head.
-    """
-    return [fresh_manifest(name) for name in WORLD_IMAGES.names_of(world_files)]
-
-
 @cache
-def fresh_manifest(name):
-    """The manifest of folder `name`, brought up to date once per reading of the Snakefile."""
-    path = WORLD_IMAGES.manifest(name)
-    if workflow.is_main_process:
-        refresh_manifest(WORLD_IMAGES.folders[name], path)
-    return path
+def world_manifests():
+    """The image manifests of this reading of the Snakefile; the world's rules file (included
+    after this one) sets WORLD_IMAGES."""
+    return ManifestInputs(WORLD_IMAGES, refresh=workflow.is_main_process)
 
 
-def image_folder(wildcards):
-    """`params: folder=` of index_images: the image folder named `images`."""
-    return WORLD_IMAGES.folders[wildcards.images]
-
-
-def image_folder_maker(wildcards):
-    """`input: folder=` of index_images: the rule output that makes the folder, if one does."""
-    maker = WORLD_IMAGES.made_by.get(wildcards.images)
-    return [maker] if maker else []
+def image_manifests(*world_files):
+    """`input: images=`: the manifests of the image folders `world_files` read, brought up to
+    date first, so a replaced image reruns exactly the jobs that read it."""
+    return world_manifests().of(world_files)
 
 
 def stage_model(wildcards):
@@ -140,12 +124,12 @@ def grounding_options(*keys):
     return {key: config["grounding"][key] for key in keys if key in config["grounding"]}
 
 
-def rec_split_file(wildcards):
-    return rec_file(PLAN.rec_file_of(wildcards.dataset, wildcards.split))
-
-
-def rec_split_images(wildcards):
-    return image_manifests(rec_split_file(wildcards))
+def grounding_outputs(suffix):
+    """grounding_eval's outputs: one `results/grounding/{stage}/{dataset}_{split}.<suffix>` a split."""
+    return [
+        f"results/grounding/{{stage}}/{d}_{s}.{suffix}"
+        for d, s in PLAN.grounding_splits
+    ]
 
 
 def grounding_training_images():
@@ -156,31 +140,7 @@ def grounding_training_images():
 
 def report_images():
     """The report shows benchmark thumbnails and grounding examples of every evaluated split."""
-    evaluated = [PLAN.rec_file_of(d, s) for _, d, s in PLAN.grounding_evaluations]
-    return image_manifests(WORLD_FILES["benchmark"], *map(rec_file, evaluated))
-
-
-def job_spec(**arguments):
-    """`params: spec=`: the keyword arguments of a job module's function as one JSON object.
-
-    Values are constants, strings with `{wildcard}`s or functions of the wildcards (like any
-    param). Snakemake tracks the spec by its text: changing one hyperparameter reruns exactly the
-    jobs whose spec holds it. Input and output paths are not in it; the shell command passes them
-    as NAME=PATH. Values that are None (a config key left out) are left out too.
-    """
-
-    def spec(wildcards):
-        values = {}
-        for name, value in arguments.items():
-            if callable(value):
-                value = value(wildcards)
-            elif isinstance(value, str):
-                value = value.format(**wildcards)
-            if value is not None:
-                values[name] = value
-        return json.dumps(values, sort_keys=True)
-
-    return spec
+    return image_manifests(WORLD_FILES["benchmark"], *PLAN.grounding_split_files)
 
 
 def launcher(wildcards, resources):
@@ -230,10 +190,6 @@ def job_benchmarks():
             jobs[benchmark(rules.train_preference, prun=run)] = run
     if PLAN.grounding:
         jobs[benchmark(rules.train_grounding)] = GROUNDING_STAGE
-        for stage, dataset, split in PLAN.grounding_evaluations:
-            jobs[
-                benchmark(
-                    rules.grounding_eval, stage=stage, dataset=dataset, split=split
-                )
-            ] = stage
+        for stage in PLAN.grounding["eval_stages"]:
+            jobs[benchmark(rules.grounding_eval, stage=stage)] = stage
     return jobs

@@ -1,5 +1,5 @@
 """Visual grounding (exercise task 2.5): the world's REC files → grounding SFT (stage
-`grounding`) → Acc@0.5 per stage × dataset × split."""
+`grounding`) → Acc@0.5 per stage × dataset × split, one job per stage."""
 
 
 rule prepare_grounding:
@@ -93,18 +93,20 @@ rule train_grounding:
 
 
 rule grounding_eval:
+    """One job per stage scores every split (one model load); a split's files are what it alone
+    would give."""
     input:
         model=stage_model,
-        referents=rec_split_file,
-        images=rec_split_images,
+        referents=PLAN.grounding_split_files,
+        images=image_manifests(*PLAN.grounding_split_files),
         code=code("workflow_scripts/grounding_eval.py"),
     output:
-        metrics="results/grounding/{stage}/{dataset}_{split}.json",
-        answers="results/grounding/{stage}/{dataset}_{split}.jsonl",
+        metrics=grounding_outputs("json"),
+        answers=grounding_outputs("jsonl"),
     log:
-        "logs/grounding_eval/{stage}/{dataset}_{split}.log",
+        "logs/grounding_eval/{stage}.log",
     benchmark:
-        "benchmarks/grounding_eval/{stage}/{dataset}_{split}.tsv"
+        "benchmarks/grounding_eval/{stage}.tsv"
     conda:
         "../envs/mllm.yaml"
     threads: EVAL_THREADS
@@ -112,6 +114,7 @@ rule grounding_eval:
         mem_mb=8000,
         gpu=EVAL_GPUS,
     params:
+        splits=PLAN.grounding_splits,
         image_folder=image_root,
         options=grounding_options("format", "on_bad_record"),
         settings=settings("grounding", "eval"),

@@ -1,12 +1,12 @@
 """Content manifests of the world's image folders (mllm.workflow.image_manifest): every job that
 reads images takes its folder's manifest as an input, so a replaced image reruns exactly those
-jobs. Reading the Snakefile keeps written manifests up to date (common.smk: image_manifests);
+jobs. Reading the Snakefile keeps written manifests up to date (mllm.workflow.image_manifest.ManifestInputs);
 this rule writes the first one, once the folder exists."""
 
 
 rule index_images:
     input:
-        folder=image_folder_maker,
+        folder=lambda wildcards: WORLD_IMAGES.maker_of(wildcards.images),
         code=code("workflow_scripts/index_images.py"),
     output:
         f"{IMAGE_MANIFESTS}/{{images}}.json",
@@ -20,6 +20,6 @@ rule index_images:
     resources:
         mem_mb=2000,
     params:
-        folder=image_folder,
+        folder=lambda wildcards: WORLD_IMAGES.folders[wildcards.images],
     script:
         "../workflow_scripts/index_images.py"

@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from mllm.atomic import atomic_directory, write_json
+from mllm.atomic import atomic_directory, atomic_files, write_json
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_scratch(tmp_path):
@@ -24,6 +24,28 @@ def test_a_failed_directory_leaves_nothing(tmp_path):
         (scratch / "weights").write_text("half")
         raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_several_files_appear_together_or_not_at_all(tmp_path):
+    paths = [tmp_path / "a.json", tmp_path / "sub" / "b.json"]
+    with atomic_files(paths) as scratches:
+        for scratch in scratches:
+            scratch.write_text("{}")
+        assert not any(path.exists() for path in paths)
+    assert [path.read_text() for path in paths] == ["{}", "{}"]
+    with pytest.raises(RuntimeError), atomic_files([tmp_path / "c", tmp_path / "d"]) as scratches:
+        scratches[0].write_text("done")
+        raise RuntimeError("the second output failed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "sub"]
+
+
+def test_a_replacement_failing_midway_removes_the_files_already_replaced(tmp_path):
+    blocker = tmp_path / "b"
+    (blocker / "inside").mkdir(parents=True)  # a non-empty directory: no file can replace it
+    with pytest.raises(OSError), atomic_files([tmp_path / "a", blocker]) as scratches:
+        for scratch in scratches:
+            scratch.write_text("x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
 
 
 def test_outputs_get_the_usual_permissions_not_the_private_temp_ones(tmp_path):

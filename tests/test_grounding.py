@@ -26,7 +26,13 @@ from mllm.data.grounding import (
 from mllm.data.images import ImageProcessor
 from mllm.data.special_tokens import IMAGE_TAG, MINICPMV_IMAGE_TAG
 from mllm.demo.tokenizer import build_tokenizer
-from mllm.eval.grounding import GroundingEvalSettings, evaluate_grounding, iou, score_split
+from mllm.eval.grounding import (
+    GroundingEvalSettings,
+    GroundingSplit,
+    evaluate_grounding,
+    iou,
+    score_split,
+)
 from mllm.family.base import LoadedModel
 from mllm.family.own import (
     OwnFamily,
@@ -506,39 +512,76 @@ def test_prepare_grounding_sft_fails_without_output_when_nothing_is_usable(image
     assert not (images / "train.json").exists() and not (images / "summary.json").exists()
 
 
-def test_evaluate_grounding_writes_metrics_and_one_row_per_referent(images, tmp_path):
+def grounding_split(folder, name, rows, image_folder):
+    """A split of ``rows`` written to ``folder/name.jsonl``, scored into ``folder/out/``."""
+    path = folder / f"{name}.jsonl"
+    folder.mkdir(exist_ok=True)
+    write_jsonl(path, rows)
+    return GroundingSplit(
+        labels={"stage": "base", "dataset": "refcoco", "split": name},
+        referents=read_referents(path, image_folder=image_folder),
+        metrics_path=folder / "out" / f"{name}.json",
+        items_path=folder / "out" / f"{name}.jsonl",
+    )
+
+
+@pytest.fixture
+def tiny_model(tmp_path):
     from mllm.family.registry import load_model
     from tests.conftest import write_tiny_checkpoint
 
     write_tiny_checkpoint(tmp_path / "model")
-    path = images / "rec.jsonl"
-    write_jsonl(path, [shikra_row(), shikra_row(img_path="b.png", bbox=(0, 0, 32, 32))])
-    referents = read_referents(path, image_folder=images)
-    generation = {"do_sample": False, "max_new_tokens": 6}
-    run = dict(
-        image_folder=images,
-        settings=GroundingEvalSettings(generation, batch_size=2, seed=0),
-        labels={"stage": "base", "dataset": "refcoco", "split": "val"},
-    )
-    loaded = load_model(tmp_path / "model")
-    metrics = evaluate_grounding(
-        loaded,
-        referents,
-        **run,
-        metrics_path=tmp_path / "m.json",
-        items_path=tmp_path / "items.jsonl",
-    )
-    rows = [json.loads(line) for line in (tmp_path / "items.jsonl").read_text().splitlines()]
-    assert metrics == json.loads((tmp_path / "m.json").read_text())
+    return load_model(tmp_path / "model")
+
+
+EVAL_SETTINGS = GroundingEvalSettings({"do_sample": False, "max_new_tokens": 6}, batch_size=2)
+
+
+def test_evaluate_grounding_writes_metrics_and_one_row_per_referent(images, tiny_model):
+    rows = [shikra_row(), shikra_row(img_path="b.png", bbox=(0, 0, 32, 32))]
+    split = grounding_split(images, "val", rows, images)
+    [metrics] = evaluate_grounding(tiny_model, [split], image_folder=images, settings=EVAL_SETTINGS)
+    written = [json.loads(line) for line in split.items_path.read_text().splitlines()]
+    assert metrics == json.loads(split.metrics_path.read_text())
     assert metrics["stage"] == "base" and metrics["split"] == "val" and metrics["n"] == 2
     # A random model writes no box: every item is a counted parse failure and a miss.
     assert metrics["parse_failures"] == 2 and metrics["hits"] == 0
-    assert [r["image"] for r in rows] == ["a.png", "b.png"]
-    assert rows[0]["gt_box"] == [2.0, 3.0, 20.0, 15.0] and rows[0]["pred_box"] is None
-    again = evaluate_grounding(
-        loaded, referents, **run, metrics_path=tmp_path / "m2.json", items_path=tmp_path / "i2"
+    assert [r["image"] for r in written] == ["a.png", "b.png"]
+    assert written[0]["gt_box"] == [2.0, 3.0, 20.0, 15.0] and written[0]["pred_box"] is None
+
+
+def test_splits_scored_in_one_job_write_the_bytes_of_each_split_alone(images, tiny_model):
+    """One model load for every split must not change a split's files: each is decoded from its
+    own seed, as its own job would."""
+    sampling = GroundingEvalSettings(
+        {"do_sample": True, "max_new_tokens": 6, "temperature": 1.0}, batch_size=2, seed=3
     )
-    assert again == metrics
+    rows = {
+        "val": [shikra_row(), shikra_row(img_path="b.png", bbox=(0, 0, 32, 32))],
+        "test": [shikra_row(img_path="b.png", bbox=(4, 4, 40, 40)), shikra_row()],
+    }
+    alone = {}
+    for name, split_rows in rows.items():
+        split = grounding_split(images / "alone", name, split_rows, images)
+        evaluate_grounding(tiny_model, [split], image_folder=images, settings=sampling)
+        alone[name] = (split.metrics_path.read_bytes(), split.items_path.read_bytes())
+    together = [grounding_split(images / "together", n, r, images) for n, r in rows.items()]
+    evaluate_grounding(tiny_model, together, image_folder=images, settings=sampling)
+    assert {
+        split.labels["split"]: (split.metrics_path.read_bytes(), split.items_path.read_bytes())
+        for split in together
+    } == alone
+
+
+def test_a_failing_split_leaves_no_output_of_any_split(images, tiny_model):
+    good = grounding_split(images, "val", [shikra_row()], images)
+    # width/height given, so the reader does not decode the image; evaluating it does, and fails
+    (images / "broken.png").write_bytes(b"not a png")
+    broken = shikra_row(img_path="broken.png", width=40, height=30)
+    bad = grounding_split(images, "test", [broken], images)
+    with pytest.raises(DataError, match=r"broken\.png"):
+        evaluate_grounding(tiny_model, [good, bad], image_folder=images, settings=EVAL_SETTINGS)
+    assert not (images / "out").exists() or not any((images / "out").iterdir())
 
 
 def test_eval_settings_defaults_and_unknown_keys():

@@ -42,11 +42,21 @@ MULTI_NODE_RULES |= {"reference_logps"}
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.")
 
 
-def write_config(path: Path, base: Path = TINY_CONFIG, *, pope: bool = True, **compute) -> Path:
+def write_config(
+    path: Path, base: Path = TINY_CONFIG, *, pope: bool = True, slim: bool = False, **compute
+) -> Path:
+    """``base`` on ``compute``; ``slim``: every rule of its DAG still runs, but where several jobs
+    run one rule on other values only one does (one decoding strategy, one beta, grounding
+    evaluated on its own stage): what a run through sbatch must prove, in fewer jobs."""
     config = yaml.safe_load(base.read_text())
     config["compute"].update(compute)
     if not pope:
         config.pop("pope")
+    if slim:
+        strategies = config["decoding"]["strategies"]
+        config["decoding"]["strategies"] = {"greedy": strategies["greedy"]}
+        config["preference"]["betas"] = config["preference"]["betas"][:1]
+        config["grounding"]["eval_stages"] = ["grounding"]
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
@@ -277,16 +287,7 @@ def test_set_resources_for_a_rule_the_workflow_lacks_is_harmless(tmp_path):
     profile["set-resources"]["no_such_rule"] = {"runtime": 5, "mem_mb": 1}
     (tmp_path / "profile").mkdir()
     (tmp_path / "profile" / "config.yaml").write_text(yaml.safe_dump(profile))
-    result = subprocess.run(
-        [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n", "report"]
-        + ["--profile", str(tmp_path / "profile"), "--sdm", "env-modules"]
-        + ["--configfile", str(TINY_CONFIG)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    dry_run(tmp_path, TINY_CONFIG, "--profile", str(tmp_path / "profile"), "--sdm", "env-modules")
 
 
 def test_local_profile_parses_and_caps_gpus(tmp_path):
@@ -304,6 +305,36 @@ def test_local_profile_parses_and_caps_gpus(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     gpus = {int(v) for v in re.findall(r"resources: .*?\bgpu=(\d+)", result.stdout)}
     assert gpus == {cap}, result.stdout
+
+
+def test_the_test_runs_status_checks_stay_at_the_profile_interval(monkeypatch):
+    """tests/slurm/snakemake_main.py: whatever wait the plugin's check chose, the next check
+    comes after the profile's seconds-between-status-checks; the jobs it yields are untouched."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from snakemake_executor_plugin_slurm import Executor
+
+    from tests.slurm import snakemake_main
+
+    async def backing_off(self, active_jobs):
+        self.next_seconds_between_status_checks += 10  # the plugin, when no job finished
+        for job in active_jobs:
+            yield job
+
+    monkeypatch.setattr(snakemake_main, "_check_active_jobs", backing_off)
+    settings = SimpleNamespace(seconds_between_status_checks=2)
+    executor = SimpleNamespace(
+        next_seconds_between_status_checks=2,
+        workflow=SimpleNamespace(remote_execution_settings=settings),
+    )
+
+    async def check(jobs):
+        return [job async for job in snakemake_main.check_active_jobs_capped(executor, jobs)]
+
+    assert asyncio.run(check(["a", "b"])) == ["a", "b"]
+    assert executor.next_seconds_between_status_checks == 2
+    assert Executor.check_active_jobs is snakemake_main.check_active_jobs_capped
 
 
 # --- a real cluster ------------------------------------------------------------------------------
@@ -329,21 +360,39 @@ def cluster(tmp_path_factory):
 
 def run_on_cluster(workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile"):
     """One snakemake run through sbatch, killed after RUN_TIMEOUT_S (its jobs are cancelled when the
-    cluster stops). Returns (result, output, seconds)."""
+    cluster stops). Returns (result, output, seconds). Snakemake's command line with the plugin's
+    status checks kept at the test profile's interval (tests/slurm/snakemake_main.py); this
+    checkout first on PYTHONPATH, which sbatch --export=ALL hands to every job."""
     command = [
         *("timeout", "-s", "KILL", str(RUN_TIMEOUT_S)),
-        *SNAKEMAKE,
+        *(sys.executable, "-m", "tests.slurm.snakemake_main"),
         *("-s", str(snakefile), "-d", str(workdir)),
         *args,  # before --configfile, which would take targets for more config files
         *("--profile", str(workdir / "profile"), "--configfile", str(workdir / "config.yaml")),
     ]
     start = time.monotonic()
-    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True)
+    result = subprocess.run(
+        command, cwd=workdir, capture_output=True, text=True, env=_pythonpath_env()
+    )
     seconds = time.monotonic() - start
     output = result.stdout + result.stderr
     (workdir / f"snakemake-{int(time.time() * 1000)}.out").write_text(output)
     assert result.returncode != 137, f"killed after {RUN_TIMEOUT_S} s:\n{output[-5000:]}"
     return result, output, seconds
+
+
+def dry_run(workdir: Path, configfile: Path, *args: str) -> str:
+    """The output of a dry-run of `report` under ``configfile`` (and ``args``) in ``workdir``."""
+    result = subprocess.run(
+        [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "-n", "report", *args]
+        + ["--configfile", str(configfile)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
 
 
 def slurm_jobs() -> dict[str, dict]:
@@ -370,7 +419,7 @@ def cluster_run(cluster, tmp_path_factory):
     """The tiny DAG to `report` through sbatch, GPU rules on (fake) GPUs."""
     workdir = tmp_path_factory.mktemp("slurm-run")
     # POPE's jobs are the tiny run's (tests/test_workflow.py); here they would only add CI time.
-    write_config(workdir / "config.yaml", pope=False, train_gpus=1, eval_gpus=1)
+    write_config(workdir / "config.yaml", pope=False, slim=True, train_gpus=1, eval_gpus=1)
     write_cluster_profile(workdir / "profile")
     result, output, seconds = run_on_cluster(workdir, "report")
     print(f"\nreal-SLURM run of the tiny DAG: {seconds:.0f} s")
@@ -384,6 +433,9 @@ def test_the_tiny_dag_runs_to_report_through_sbatch(cluster_run):
     assert (workdir / "results" / "report" / "index.html").exists()
 
     planned = job_stats(output)
+    # The slim config drops jobs, never a rule: every rule of the tiny DAG ran.
+    full = write_config(workdir / "full.yaml", pope=False, train_gpus=1, eval_gpus=1)
+    assert set(planned) == set(job_stats(dry_run(workdir / "full-dag", full))), planned
     remote = {rule: n for rule, n in planned.items() if rule not in ("report", "all")}
     submitted = SUBMITTED.findall(output)
     # Every job but the localrules went through sbatch, each once.

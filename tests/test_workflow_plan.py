@@ -15,9 +15,17 @@ from mllm.data.errors import DataError
 from mllm.data.world_import import import_world_file
 from mllm.workflow import image_manifest
 from mllm.workflow.code_inputs import code_inputs
-from mllm.workflow.image_manifest import refresh_manifest, write_manifest
+from mllm.workflow.image_manifest import ManifestInputs, refresh_manifest, write_manifest
+from mllm.workflow.job_spec import job_spec
 from mllm.workflow.plan import ConfigError, Plan, section
-from mllm.workflow.world import WORLD_DIR, WORLD_FILES, RealWorld, demo_images, rec_file
+from mllm.workflow.world import (
+    WORLD_DIR,
+    WORLD_FILES,
+    RealWorld,
+    WorldImages,
+    demo_images,
+    rec_file,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
@@ -35,6 +43,10 @@ def test_the_demo_plan_names_every_stage_and_run():
     assert plan.trained_sft_runs == ["sft", "sft_full"]
     assert len(plan.decodings) == 3 + 6  # base x 3 strategies, every trained stage x sampling
     assert len(plan.grounding_evaluations) == 2 * 8
+    # one grounding job per stage scores all 8 splits; their files, in the same order
+    assert plan.grounding_evaluations[:8] == [("base", *split) for split in plan.grounding_splits]
+    assert plan.grounding_split_files[0] == rec_file(plan.rec_file_of(*plan.grounding_splits[0]))
+    assert len(set(plan.grounding_split_files)) == 8
     assert plan.model_dir("base") == "resources/models/base"
     assert plan.model_dir("sft") == "results/models/sft"
     assert plan.start_of("nca_beta0.1") == "base"
@@ -185,6 +197,8 @@ def test_each_world_file_reads_the_image_folder_it_names():
     }
     assert world.names_of([WORLD_FILES["benchmark"]]) == []  # base64 images: no folder
     assert world.made_by == {"coco_train_images": "resources/downloads/coco/train2014"}
+    assert world.maker_of("coco_train_images") == ["resources/downloads/coco/train2014"]
+    assert world.maker_of("sft_images") == []  # a folder the config gives
 
 
 # --- image manifests --------------------------------------------------------------------------
@@ -225,6 +239,30 @@ def test_a_manifest_hashes_only_files_whose_size_or_mtime_changed(tmp_path, monk
     assert hashed == ["b.png"]
 
 
+def test_rule_inputs_refresh_each_manifest_once_per_reading_and_only_on_the_head(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "val").mkdir()
+    (tmp_path / "val" / "a.png").write_bytes(b"first")
+    images = WorldImages(folders={"val": "val"}, read_by={"bench.jsonl": "val"}, made_by={})
+    manifest = Path(images.manifest("val"))
+    write_manifest("val", manifest)
+    listed = manifest.read_text()
+
+    (tmp_path / "val" / "a.png").write_bytes(b"other")  # replaced in place
+    assert ManifestInputs(images, refresh=False).of(["bench.jsonl"]) == [str(manifest)]
+    assert manifest.read_text() == listed  # a cluster node's reading leaves it to the head
+    head = ManifestInputs(images, refresh=True)
+    assert head.of(["bench.jsonl", "no_images.json"]) == [str(manifest)]
+    refreshed = manifest.read_text()
+    assert refreshed != listed
+    (tmp_path / "val" / "a.png").write_bytes(b"third")
+    head.of(["bench.jsonl"])  # the same reading: hashed once, not for every rule asking
+    assert manifest.read_text() == refreshed
+    assert head.of(["no_images.json"]) == []
+
+
 def test_refreshing_leaves_a_manifest_not_yet_written_to_its_rule(tmp_path):
     folder = tmp_path / "images"
     folder.mkdir()
@@ -252,6 +290,14 @@ def write_package(root: Path) -> None:
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
+
+
+def test_a_job_spec_renders_wildcards_and_functions_and_drops_absent_keys():
+    spec = job_spec(
+        lr=0.1, run="runs/{run}", steps=lambda wildcards: len(wildcards["run"]), seed=None
+    )
+    assert json.loads(spec({"run": "sft"})) == {"lr": 0.1, "run": "runs/sft", "steps": 3}
+    assert spec({"run": "sft"}) == json.dumps(json.loads(spec({"run": "sft"})), sort_keys=True)
 
 
 def test_code_inputs_are_the_transitive_library_imports_of_the_entry_point(tmp_path):

@@ -1,9 +1,11 @@
-"""Snakemake adapter: Acc@0.5 of one stage's model on one grounding split (mllm.eval.grounding)."""
+"""Snakemake adapter: Acc@0.5 of one stage's model on every grounding split, the model loaded once
+(mllm.eval.grounding). Every split file is read before the model: a bad record fails the job
+before any decoding, and no split's output is written."""
 
 from typing import TYPE_CHECKING
 
 from mllm.data.grounding import read_referents
-from mllm.eval.grounding import GroundingEvalSettings, evaluate_grounding
+from mllm.eval.grounding import GroundingEvalSettings, GroundingSplit, evaluate_grounding
 from mllm.family.registry import load_model
 from mllm.runtime import start_job
 
@@ -11,20 +13,29 @@ if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 start_job(snakemake.log[0], snakemake.threads)
-referents = read_referents(
-    snakemake.input.referents,
-    image_folder=snakemake.params.image_folder,
-    **snakemake.params.options,
-)
-metrics = evaluate_grounding(
+splits = [
+    GroundingSplit(
+        labels={"stage": snakemake.wildcards.stage, "dataset": dataset, "split": split},
+        referents=read_referents(
+            referents, image_folder=snakemake.params.image_folder, **snakemake.params.options
+        ),
+        metrics_path=metrics,
+        items_path=answers,
+    )
+    for (dataset, split), referents, metrics, answers in zip(
+        snakemake.params.splits,
+        snakemake.input.referents,
+        snakemake.output.metrics,
+        snakemake.output.answers,
+        strict=True,
+    )
+]
+for metrics in evaluate_grounding(
     load_model(snakemake.input.model),
-    referents,
+    splits,
     image_folder=snakemake.params.image_folder,
     settings=GroundingEvalSettings.from_dict(
         snakemake.params.settings, where="config grounding.eval"
     ),
-    labels={k: snakemake.wildcards[k] for k in ("stage", "dataset", "split")},
-    metrics_path=snakemake.output.metrics,
-    items_path=snakemake.output.answers,
-)
-print(metrics)
+):
+    print(metrics)

@@ -10,17 +10,21 @@ Qwen-VL, the parse-failure rate is reported next to the accuracy.
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mllm.atomic import write_json, write_jsonl
+from mllm.atomic import atomic_files, write_json, write_jsonl
 from mllm.data.grounding import Box, Referent, grounding_eval_question
 from mllm.data.images import LazyImages
 from mllm.eval.decoding import DecodeSettings, answer_questions
 from mllm.family.base import LoadedModel
 
 HIT_IOU = 0.5
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -94,21 +98,61 @@ def _score_item(answer: str, predicted: Box | None, referent: Referent) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class GroundingSplit:
+    """One split a grounding job evaluates: its labels (stage, dataset, split), its referents and
+    the metrics JSON and per-referent JSONL it writes."""
+
+    labels: dict
+    referents: Sequence[Referent]
+    metrics_path: str | os.PathLike
+    items_path: str | os.PathLike
+
+
 def evaluate_grounding(
     loaded: LoadedModel,
-    referents: Sequence[Referent],
+    splits: Sequence[GroundingSplit],
     *,
     image_folder: str | os.PathLike | None,
     settings: GroundingEvalSettings,
-    labels: dict,
-    metrics_path: str | os.PathLike,
-    items_path: str | os.PathLike,
-) -> dict:
-    """Answer every referent's evaluation question and score the split.
+) -> list[dict]:
+    """Answer every referent's evaluation question and score each split, with one loaded model.
 
-    Writes the metrics (``labels`` such as stage, dataset and split, plus :func:`score_split`'s
-    counts) as JSON and one row per referent as JSONL, for the report's tables and examples.
+    Each split is decoded on its own (torch seeded per split), so its files are those a job of
+    that split alone would write: the metrics (``labels`` plus :func:`score_split`'s counts) as
+    JSON and one row per referent as JSONL, for the report's tables and examples. Every file is
+    written at the end, together: a split that fails (an unreadable image) leaves no output of
+    any split. Returns the metrics per split.
     """
+    results = []
+    for split in splits:
+        started = time.perf_counter()
+        metrics, items = _score_referents(loaded, split, image_folder, settings)
+        log.info(
+            "%s: Acc@0.5 %.4f on %d referents in %.1f s",
+            "/".join(map(str, split.labels.values())),
+            metrics["acc_at_0_5"],
+            metrics["n"],
+            time.perf_counter() - started,
+        )
+        results.append((metrics, items))
+    paths = [path for split in splits for path in (split.metrics_path, split.items_path)]
+    with atomic_files(paths) as scratches:
+        for (metrics, items), metrics_file, items_file in zip(
+            results, scratches[::2], scratches[1::2], strict=True
+        ):
+            write_json(metrics_file, metrics)
+            write_jsonl(items_file, items)
+    return [metrics for metrics, _ in results]
+
+
+def _score_referents(
+    loaded: LoadedModel,
+    split: GroundingSplit,
+    image_folder: str | os.PathLike | None,
+    settings: GroundingEvalSettings,
+) -> tuple[dict, list[dict]]:
+    referents = split.referents
     questions = [grounding_eval_question(r.expression) for r in referents]
     images = LazyImages(
         [r.image for r in referents], image_folder, [r.source_line for r in referents]
@@ -120,7 +164,4 @@ def evaluate_grounding(
     ]
     scored = score_split(answers, predicted, referents)
     items = scored.pop("items")
-    metrics = {**labels, **scored, "skipped": getattr(referents, "skipped", {})}
-    write_jsonl(items_path, items)
-    write_json(metrics_path, metrics)
-    return metrics
+    return {**split.labels, **scored, "skipped": getattr(referents, "skipped", {})}, items

@@ -8,8 +8,8 @@ replaced one makes the manifest newer than exactly the outputs of the jobs that 
 
 Snakemake compares mtimes of declared inputs; a file rewritten in place changes no folder's
 mtime. So ``refresh_manifest`` runs when the Snakefile is read (rules/common.smk) and brings an
-existing manifest up to date before the DAG is built; the ``index_images`` rule writes the first
-one, once the folder exists. Only files whose (size, mtime_ns) changed are hashed again: the
+existing manifest up to date before the DAG is built (:class:`ManifestInputs`, the rules'
+``images=`` inputs); the ``index_images`` rule writes the first one, once the folder exists. Only files whose (size, mtime_ns) changed are hashed again: the
 stat of each file is cached beside the manifest (``<manifest>.stat.json``), so a folder of
 80,000 COCO images costs one ``stat`` per file on a rerun. Only the standard library is imported.
 """
@@ -18,10 +18,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mllm.atomic import write_json
 from mllm.hashing import file_sha256
+
+if TYPE_CHECKING:
+    from mllm.workflow.world import WorldImages
 
 
 def folder_manifest(folder: str | os.PathLike, stat_cache: dict | None = None) -> tuple[dict, dict]:
@@ -70,6 +75,27 @@ def refresh_manifest(folder: str | os.PathLike, manifest_path: str | os.PathLike
     if not Path(folder).is_dir() or not Path(manifest_path).is_file():
         return False
     return write_manifest(folder, manifest_path)
+
+
+class ManifestInputs:
+    """The rules' ``images=`` inputs during one reading of the Snakefile: the manifests of the
+    folders that world files read images from, each brought up to date the first time a rule asks
+    for it. ``refresh=False`` (a job re-reading the Snakefile on a cluster node) leaves that to
+    the head, which already did it."""
+
+    def __init__(self, images: WorldImages, *, refresh: bool):
+        self.images = images
+        self.refresh = refresh
+        self._refreshed: set[str] = set()
+
+    def of(self, world_files: Sequence[str]) -> list[str]:
+        """The manifests of the folders the images of ``world_files`` come from."""
+        names = self.images.names_of(world_files)
+        for name in names:
+            if self.refresh and name not in self._refreshed:
+                refresh_manifest(self.images.folders[name], self.images.manifest(name))
+                self._refreshed.add(name)
+        return [self.images.manifest(name) for name in names]
 
 
 def stat_cache_path(manifest_path: str | os.PathLike) -> Path:

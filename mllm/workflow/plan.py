@@ -169,16 +169,26 @@ class Plan:
         return [(stage, setting) for stage in self.pope_stages for setting in POPE_SETTINGS]
 
     @property
-    def grounding_evaluations(self) -> list[tuple[str, str, str]]:
-        """(stage, dataset, split) of every grounding evaluation."""
+    def grounding_splits(self) -> list[tuple[str, str]]:
+        """(dataset, split) of every split a grounding evaluation job (one per stage) scores."""
         if not self.grounding:
             return []
         return [
-            (stage, dataset, split)
-            for stage in self.grounding["eval_stages"]
+            (dataset, split)
             for dataset, splits in self.grounding["splits"].items()
             for split in splits
         ]
+
+    @property
+    def grounding_split_files(self) -> list[str]:
+        """The REC file of each of ``grounding_splits``, in that order."""
+        return [rec_file(self.rec_file_of(*split)) for split in self.grounding_splits]
+
+    @property
+    def grounding_evaluations(self) -> list[tuple[str, str, str]]:
+        """(stage, dataset, split) of every grounding evaluation."""
+        stages = self.grounding["eval_stages"] if self.grounding else []
+        return [(stage, *split) for stage in stages for split in self.grounding_splits]
 
     @property
     def benchmark_files(self) -> dict[str, str]:

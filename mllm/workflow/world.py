@@ -73,6 +73,10 @@ class WorldImages:
         """The folders the images of ``world_files`` come from, by name."""
         return sorted({self.read_by[path] for path in world_files if path in self.read_by})
 
+    def maker_of(self, name: str) -> list[str]:
+        """``index_images``' input: the rule output that makes folder ``name``, if one does."""
+        return [self.made_by[name]] if name in self.made_by else []
+
 
 DEMO_PRETRAIN = f"{WORLD_DIR}/pretrain_captions.json"
 DEMO_REC_TRAIN = "REC_ref3_train.jsonl"  # in the tokenizer's corpus, with or without grounding
