@@ -59,12 +59,12 @@ def test_in_place_layer_follows_dynamic_layer_through_growth_crop_select_and_reo
         step(1)
     ours.crop(-3), theirs.crop(-3)
     step(2)
-    order = torch.tensor([2, 2, 0, 1])
-    ours.reorder_cache(order), theirs.reorder_cache(order)
-    step(1)
+    for order in ([2, 2, 0, 1], [1, 0, 2, 2], [0, 1, 2, 3]):  # a cycle, a swap, no move
+        ours.reorder_cache(torch.tensor(order)), theirs.reorder_cache(torch.tensor(order))
+        step(1)
     (
         ours.batch_select_indices(torch.tensor([0, 3])),
         theirs.batch_select_indices(torch.tensor([0, 3])),
     )
     step(1, batch=2)
-    assert ours.get_seq_length() == theirs.get_seq_length() == 10 + SPARE_POSITIONS + 5 - 3 + 4
+    assert ours.get_seq_length() == theirs.get_seq_length() == 10 + SPARE_POSITIONS + 5 - 3 + 6

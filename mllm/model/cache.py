@@ -4,8 +4,8 @@ HF's ``DynamicLayer`` appends with ``torch.cat``, copying the whole cache of eve
 step: work that grows with batch × length and is a good part of a batched step on a CPU. This
 layer keeps a buffer with room to spare and hands attention a view of its filled part; the
 values, and so every score, are the same bits as with ``DynamicLayer``. Beam search's per-step
-reorder gathers the filled positions into a second pair of buffers (twice the cache's memory,
-half of HF's copy work: ``DynamicLayer`` gathers, then concatenates).
+reorder copies only the rows whose beam changed parent, in place (``DynamicLayer`` gathers every
+row, then concatenates).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ class InPlaceLayer(DynamicLayer):
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         super().lazy_initialization(key_states, value_states)
         self.key_buffer = self.value_buffer = None  # [B, Hkv, capacity, D]
-        self.spare_buffers = None  # beam search gathers into these, then swaps
 
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
@@ -45,28 +44,23 @@ class InPlaceLayer(DynamicLayer):
         return self.keys, self.values
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-        """Beam search: gather the filled rows into a second pair of buffers and swap, so each
-        step copies the cache once and not its spare room."""
-        if self.get_seq_length() == 0 or not self._keys_are_buffer_views():
+        """Beam search: copy into place only the rows whose beam changed parent (a beam that
+        extends itself keeps its row), and only their filled positions."""
+        if (
+            self.get_seq_length() == 0
+            or not self._keys_are_buffer_views()
+            or len(beam_idx) != self.keys.shape[0]
+        ):
             super().reorder_cache(beam_idx)
             return
         length = self.keys.shape[-2]
         beam_idx = beam_idx.to(self.key_buffer.device)
-        if self.spare_buffers is None or (self.spare_buffers[0].shape != self.key_buffer.shape):
-            self.spare_buffers = (
-                torch.empty_like(self.key_buffer),
-                torch.empty_like(self.value_buffer),
-            )
-        spare_keys, spare_values = self.spare_buffers
-        for filled, spare in ((self.keys, spare_keys), (self.values, spare_values)):
-            target = spare[:, :, :length]
-            torch.index_select(filled, 0, beam_idx, out=target)
-            if target.data_ptr() != spare.data_ptr():  # torch reallocated ``out``: copy it over
-                spare[:, :, :length] = target
-        self.spare_buffers = (self.key_buffer, self.value_buffer)
-        self.key_buffer, self.value_buffer = spare_keys, spare_values
-        self.keys = self.key_buffer[:, :, :length]
-        self.values = self.value_buffer[:, :, :length]
+        moved = (beam_idx != torch.arange(len(beam_idx), device=beam_idx.device)).nonzero()[:, 0]
+        if not len(moved):
+            return
+        parents = beam_idx[moved]
+        for buffer in (self.key_buffer, self.value_buffer):
+            buffer[moved, :, :length] = buffer[parents, :, :length]  # the right side is a copy
 
     def _keys_are_buffer_views(self) -> bool:
         """Whether ``keys`` is still a prefix of ``key_buffer`` (HF's ``crop`` keeps it one)."""

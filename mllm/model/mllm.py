@@ -15,6 +15,7 @@ from .config import MLLMConfig
 from .llm import IGNORE_INDEX, LLMForCausalLM, supervised_token_loss
 from .pretrained import MLLMPreTrainedModel
 from .resampler import Resampler
+from .sampling import fused_sampling_warpers
 from .vision import VisionTransformer
 
 PixelValues = list[list[torch.Tensor]]  # per sample, per image piece: [3, patch, n_patches*patch]
@@ -201,7 +202,9 @@ class MLLMModel(MLLMPreTrainedModel):
         tokens, so a padded row would go unpenalised for as many steps as it has pads. Ours
         penalises every generated token, as the exercise's ``chat()`` does for one unpadded sample.
 
-        The KV cache is written in place (``in_place_cache``): same values, no per-step copy.
+        The KV cache is written in place (``in_place_cache``): same values, no per-step copy. For
+        sampling, top-k and top-p run as one warper that skips HF's sort of the whole vocabulary
+        (``mllm.model.sampling``): same bits.
         """
         inputs_embeds = self.get_vllm_embedding(input_ids, pixel_values, tgt_sizes, image_bound)
         generation_kwargs.setdefault("pad_token_id", self.config.pad_token_id)
@@ -211,12 +214,15 @@ class MLLMModel(MLLMPreTrainedModel):
         penalty = generation_kwargs.get(
             "repetition_penalty", self.llm.generation_config.repetition_penalty
         )
-        if penalty is not None and penalty != 1.0:
+        penalties = (
+            [RepetitionPenaltyLogitsProcessor(float(penalty))]
+            if penalty is not None and penalty != 1.0
+            else []
+        )
+        warpers = fused_sampling_warpers(generation_kwargs, self.llm.generation_config)
+        if penalties or warpers:
             generation_kwargs["logits_processor"] = LogitsProcessorList(
-                [
-                    RepetitionPenaltyLogitsProcessor(float(penalty)),
-                    *(generation_kwargs.get("logits_processor") or []),
-                ]
+                [*penalties, *(generation_kwargs.get("logits_processor") or []), *warpers]
             )
         return self.llm.generate(
             inputs_embeds=inputs_embeds, attention_mask=attention_mask, **generation_kwargs
