@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import zipfile
 
 import numpy as np
@@ -343,9 +344,23 @@ def hf_family_config(tmp_path, family: str, loss: str) -> dict:
     return config
 
 
+# CI time: all three together cost more than the old qwen2_5_vl DAG + 60 s on the 2-core machine
+# (about 8 s of CPU per job importing torch + transformers, 15 such jobs a family);
+# MLLM_ALL_FAMILY_DAGS=1 adds the other two
+ALL_FAMILY_DAGS = pytest.mark.skipif(
+    os.environ.get("MLLM_ALL_FAMILY_DAGS") != "1",
+    reason="CI time: qwen2_5_vl runs the whole DAG in CI; MLLM_ALL_FAMILY_DAGS=1 adds the others",
+)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("family", "loss"), [("qwen2_5_vl", "dpo"), ("qwen3_vl", "nca"), ("internvl", "dpo")]
+    ("family", "loss"),
+    [
+        ("qwen2_5_vl", "dpo"),
+        pytest.param("qwen3_vl", "nca", marks=ALL_FAMILY_DAGS),
+        pytest.param("internvl", "dpo", marks=ALL_FAMILY_DAGS),
+    ],
 )
 def test_hf_families_run_every_stage_of_the_real_world_dag_to_the_report(tmp_path, family, loss):
     """Each HF family through every stage: decode → CHAIR, LoRA SFT → yes/no, grounding SFT →
