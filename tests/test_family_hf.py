@@ -12,11 +12,14 @@ from PIL import Image
 
 from mllm.data.errors import DataError
 from mllm.data.preprocess import IGNORE_INDEX
+from mllm.download.model import snapshot_model
 from mllm.family import tiny
 from mllm.family.hf import shipped_template
 from mllm.family.preflight import BudgetSample, check_token_budget
 from mllm.family.registry import FAMILIES
 from mllm.preference.logps import get_batch_logps
+from mllm.preference.reference_cache import loaded_model_cache_key
+from mllm.workflow.plan import ConfigError
 
 FAMILY_NAMES = sorted(tiny.BUILDERS)
 QUESTION = "Is there a dog?"
@@ -447,3 +450,64 @@ def test_tiny_cli_writes_a_checkpoint_the_registry_loads(tmp_path, capsys):
     tiny.main(["qwen3_vl", str(out)])  # what ``python -m mllm.family.tiny`` runs
     assert capsys.readouterr().out.splitlines()[-1] == str(out)
     assert family_of(out).name == "qwen3_vl"
+
+
+# the config's model.max_pixels, per family: small enough to shrink the 128×64 test image
+SMALL_MAX_PIXELS = {"qwen2_5_vl": 4 * 28 * 28, "qwen3_vl": 4 * 32 * 32, "internvl": 1}
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_MAX_PIXELS))
+def test_configured_pixel_limits_change_image_tokens_preflight_and_cache_key(
+    checkpoints, tmp_path, name
+):
+    """model.max_pixels, written into the downloaded checkpoint: fewer image tokens, another
+    processor identity in the preflight report and another reference-logps cache key; the
+    source checkpoint (hard-linked into the download) is left as it was."""
+    source = checkpoints[name]
+    before = {path.name: path.read_bytes() for path in source.iterdir() if path.is_file()}
+    plain = snapshot_model(str(source), tmp_path / "plain", family=name)
+    limited = snapshot_model(
+        str(source), tmp_path / "limited", family=name, max_pixels=SMALL_MAX_PIXELS[name]
+    )
+    assert plain["pixel_limits"] is None and limited["pixel_limits"]
+    assert {path.name: path.read_bytes() for path in source.iterdir() if path.is_file()} == before
+
+    image = images_of_two_sizes()[1]  # 128×64
+    sample = [BudgetSample(0, conversation("Yes, a dog."), [image])]
+    pairs = tmp_path / "pairs.json"
+    pairs.write_text("[]")
+    keys, reports = [], []
+    for folder in ("plain", "limited"):
+        loaded = FAMILIES[name]().load(tmp_path / folder)
+        reports.append(check_token_budget(loaded, sample, max_length=10_000))
+        keys.append(
+            loaded_model_cache_key(
+                loaded,
+                model_dir=tmp_path / "plain",  # the same weights: only the processor differs
+                data_path=pairs,
+                image_folder=None,
+                max_length=64,
+            )
+        )
+    assert reports[1]["image_tokens"]["max"] < reports[0]["image_tokens"]["max"]
+    assert reports[1]["processor"]["pixel_limits"] != reports[0]["processor"]["pixel_limits"]
+    assert keys[1] != keys[0]
+
+
+def test_pixel_limits_a_family_cannot_take_are_refused_before_any_output(checkpoints, tmp_path):
+    with pytest.raises(ConfigError, match="'llava_onevision' has no pixel limits"):
+        snapshot_model(
+            str(checkpoints["llava_onevision"]),
+            tmp_path / "llava",
+            family="llava_onevision",
+            max_pixels=10_000,
+        )
+    with pytest.raises(ConfigError, match="min_pixels 5000 exceeds max_pixels 4000"):
+        snapshot_model(
+            str(checkpoints["qwen2_5_vl"]),
+            tmp_path / "qwen",
+            family="qwen2_5_vl",
+            min_pixels=5000,
+            max_pixels=4000,
+        )
+    assert not (tmp_path / "llava").exists() and not (tmp_path / "qwen").exists()

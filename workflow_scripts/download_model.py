@@ -17,5 +17,7 @@ provenance = snapshot_model(
     revision=snakemake.params.revision,
     trust_remote_code=snakemake.params.trust_remote_code,
     family=snakemake.params.family,
+    min_pixels=snakemake.params.min_pixels,
+    max_pixels=snakemake.params.max_pixels,
 )
 write_json(snakemake.output.provenance, provenance)

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 
 from mllm.data.errors import DataError
@@ -23,6 +23,9 @@ from mllm.data.special_tokens import (
     SLICE_END,
     SLICE_START,
 )
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: the jobs that only open images
+    import torch  # (world imports, the report) then start without it, ~7 s each
 
 BASE64_MIN_LENGTH = 1000  # model_eval.py's rule: a longer string is base64, a shorter one a path
 
@@ -99,6 +102,8 @@ class ImageProcessor:
         if grid is not None:
             refined = image.resize(self._refine_size(image.size, grid), Image.Resampling.BICUBIC)
             pieces += _split(refined, grid)
+        import torch
+
         patch = self.patch_size
         strips = [_to_patch_strip(_normalise(piece), patch) for piece in pieces]
         tgt_sizes = torch.tensor([[p.height // patch, p.width // patch] for p in pieces])  # [n, 2]
@@ -179,6 +184,8 @@ def _split(image: Image.Image, grid: Grid) -> list[Image.Image]:
 
 def _normalise(image: Image.Image) -> torch.Tensor:
     """RGB image -> [3, H, W] float in [-1, 1] ((x − 0.5) / 0.5, MiniCPM-V's mean and std)."""
+    import torch
+
     pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
     return (pixels - 0.5) / 0.5
 

@@ -34,6 +34,8 @@ def snapshot_model(
     allow_patterns: str | list[str] | None = None,
     trust_remote_code: bool = False,
     family: str | None = None,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
 ) -> dict:
     """Copy a local checkpoint folder, or download a Hub repo, into ``dest`` and check it loads.
 
@@ -41,7 +43,8 @@ def snapshot_model(
     it, so the report says exactly which weights were evaluated. ``allow_patterns`` selects files
     with the Hub's rules in both cases. ``family`` (the config's ``model.family``) must be the family
     of the checkpoint's ``config.json`` ``model_type``: a ``ConfigError`` otherwise, and no
-    ``dest``.
+    ``dest``. ``min_pixels`` / ``max_pixels`` (``model.*``) are written into ``dest``'s processor
+    settings, so every stage, and every model trained from it, loads the same limits.
     """
     dest = Path(dest)
     local = local_path(source)
@@ -59,7 +62,31 @@ def snapshot_model(
         summary = _checkpoint_summary(scratch, source, trust_remote_code)
         if family is not None:
             _check_family(family, summary["model_type"], source)
-    return {"source": source, "revision": revision, "commit": commit, "family": family, **summary}
+        pixel_limits = _set_pixel_limits(scratch, family, min_pixels, max_pixels)
+    return {
+        "source": source,
+        "revision": revision,
+        "commit": commit,
+        "family": family,
+        "pixel_limits": pixel_limits,
+        **summary,
+    }
+
+
+def _set_pixel_limits(
+    folder: Path, family: str | None, min_pixels: int | None, max_pixels: int | None
+) -> dict | None:
+    """The processor settings the configured pixel limits became (None without limits)."""
+    if min_pixels is None and max_pixels is None:
+        return None
+    if family is None:
+        raise ConfigError("config model.min_pixels/max_pixels: name the model.family they apply to")
+    try:
+        return family_named(family).set_pixel_limits(
+            folder, min_pixels=min_pixels, max_pixels=max_pixels
+        )
+    except ValueError as error:
+        raise ConfigError(f"config model.min_pixels/max_pixels: {error}") from error
 
 
 def _check_family(name: str, model_type: str | None, source: str) -> None:

@@ -72,6 +72,14 @@ class ModelFamily(ABC):
     ) -> LoadedModel:
         """Model (eval mode, on ``device``) + processing, from one checkpoint folder."""
 
+    def set_pixel_limits(
+        self, model_dir: str | os.PathLike, *, min_pixels: int | None, max_pixels: int | None
+    ) -> dict:
+        """Bound the pixels the processor of the checkpoint in ``model_dir`` resizes an image
+        to (the config's ``model.min_pixels`` / ``max_pixels``), by rewriting its processor
+        settings there; returns the settings written. A family with no such bound refuses."""
+        raise ValueError(f"family {self.name!r} has no pixel limits to set")
+
     @abstractmethod
     def save(self, loaded: LoadedModel, model: torch.nn.Module, model_dir: str | os.PathLike):
         """Write ``model`` with ``loaded``'s processing as a folder ``load`` reads; atomic."""

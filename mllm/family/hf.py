@@ -14,17 +14,19 @@ import copy
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import re
 from collections.abc import Sequence
 from importlib import resources
+from pathlib import Path
 from typing import ClassVar
 
 import torch
 from PIL import Image
 from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoProcessor
 
-from mllm.atomic import atomic_directory
+from mllm.atomic import atomic_directory, write_json
 from mllm.data.errors import DataError
 from mllm.data.preprocess import IGNORE_INDEX
 from mllm.data.special_tokens import IMAGE_TAG
@@ -46,6 +48,8 @@ PIXEL_LIMIT_KEYS = (
     "max_image_size",
     "image_grid_pinpoints",
 )
+# Legacy image-processor keys that override ``size`` when the processor loads (Qwen-VL).
+SUPERSEDED_PIXEL_KEYS = ("min_pixels", "max_pixels")
 # A box's four numbers inside the answer text, e.g. "[12, 30, 200, 310]" (ints or floats).
 _NUMBER = r"(-?\d+(?:\.\d+)?)"
 _FOUR_NUMBERS = r"\[\s*" + r"\s*,\s*".join([_NUMBER] * 4) + r"\s*\]"
@@ -96,6 +100,38 @@ class HFFamily(ModelFamily):
         if device is not None:
             model.to(device)
         return LoadedModel(model.eval(), processor, self)
+
+    def set_pixel_limits(
+        self, model_dir: str | os.PathLike, *, min_pixels: int | None, max_pixels: int | None
+    ) -> dict:
+        """The image processor's entry of ``processor_config.json`` (or ``preprocessor_config.json``)
+        rewritten with ``pixel_limit_settings``, as a new file: the folder's files may be hard
+        links to the source checkpoint. Checked by loading the processor back."""
+        if min_pixels is not None and max_pixels is not None and min_pixels > max_pixels:
+            raise ValueError(f"min_pixels {min_pixels} exceeds max_pixels {max_pixels}")
+        model_dir = Path(model_dir)
+        image_processor = AutoImageProcessor.from_pretrained(model_dir, backend=IMAGE_BACKEND)
+        settings = self.pixel_limit_settings(image_processor, min_pixels, max_pixels)
+        config_path, stored, entry = _image_processor_entry(model_dir)
+        entry.update(settings)
+        for key in SUPERSEDED_PIXEL_KEYS:  # they would override ``size`` on load
+            entry.pop(key, None)
+        write_json(config_path, stored)
+        reloaded = AutoImageProcessor.from_pretrained(model_dir, backend=IMAGE_BACKEND)
+        unapplied = {
+            key: value
+            for key, value in settings.items()
+            if _jsonable(getattr(reloaded, key, None)) != value
+        }
+        if unapplied:
+            raise ValueError(f"{config_path}: the processor does not take {unapplied}")
+        return settings
+
+    def pixel_limit_settings(
+        self, image_processor, min_pixels: int | None, max_pixels: int | None
+    ) -> dict:
+        """Image-processor settings (JSON values) that bound an image's pixels."""
+        raise ValueError(f"family {self.name!r} has no pixel limits to set")
 
     def save(self, loaded: LoadedModel, model: torch.nn.Module, model_dir: str | os.PathLike):
         """Full weights: a PEFT model is saved merged (from a copy; ``model`` keeps its adapters)."""
@@ -318,6 +354,34 @@ class HFFamily(ModelFamily):
         return tuple(float(value) for value in match.groups()) if match else None
 
 
+def _image_processor_entry(model_dir: Path) -> tuple[Path, dict, dict]:
+    """(file, its JSON, the image processor's settings inside it): transformers 5 nests them in
+    ``processor_config.json``; older checkpoints keep a flat ``preprocessor_config.json``."""
+    nested = model_dir / "processor_config.json"
+    if nested.is_file():
+        stored = json.loads(nested.read_text())
+        if isinstance(stored.get("image_processor"), dict):
+            return nested, stored, stored["image_processor"]
+    flat = model_dir / "preprocessor_config.json"
+    if not flat.is_file():
+        raise ValueError(f"{model_dir}: no image-processor settings to set pixel limits in")
+    stored = json.loads(flat.read_text())
+    return flat, stored, stored
+
+
+def _edge_pixel_limits(
+    self, image_processor, min_pixels: int | None, max_pixels: int | None
+) -> dict:
+    """Qwen-VL's ``size``: ``shortest_edge``/``longest_edge`` count pixels (smart_resize's
+    min/max_pixels), not edge lengths; a limit left unset keeps the checkpoint's."""
+    size = dict(image_processor.size)
+    longest = max_pixels if max_pixels is not None else size["longest_edge"]
+    shortest = min_pixels if min_pixels is not None else size["shortest_edge"]
+    if shortest > longest:
+        raise ValueError(f"min_pixels {shortest} exceeds max_pixels {longest}")
+    return {"size": {"longest_edge": longest, "shortest_edge": shortest}}
+
+
 class GridBoxFamily(HFFamily):
     """Boxes as integers on a ``grid`` relative to the original image (Qwen3-VL, InternVL)."""
 
@@ -355,6 +419,7 @@ class Qwen2_5_VLFamily(HFFamily):
     template_file = "qwen2_5_vl.jinja"
     vision_path = "model.visual"
     projector_path = "model.visual.merger"
+    pixel_limit_settings = _edge_pixel_limits
 
     def resized_size(self, loaded: LoadedModel, image: Image.Image) -> tuple[int, int]:
         """(width, height) the processor resizes ``image`` to: the frame of this family's boxes."""
@@ -407,6 +472,7 @@ class Qwen3VLFamily(GridBoxFamily):
     template_file = "qwen3_vl.jinja"
     vision_path = Qwen2_5_VLFamily.vision_path
     projector_path = Qwen2_5_VLFamily.projector_path
+    pixel_limit_settings = _edge_pixel_limits
 
     def box_answer(self, loaded: LoadedModel, expression: str, box: Box, image: Image.Image) -> str:
         return _bbox_json(expression, self._to_grid(box, image))
@@ -426,6 +492,21 @@ class InternVLFamily(GridBoxFamily):
     )
     template_file = "internvl.jinja"
     keep_special_tokens = True  # <ref>/<box> are special tokens (P5)
+
+    def pixel_limit_settings(
+        self, image_processor, min_pixels: int | None, max_pixels: int | None
+    ) -> dict:
+        """InternVL cuts an image into tiles of ``size`` (plus a thumbnail when there are two or
+        more): the limits become tile counts, ``max_pixels`` rounded down, ``min_pixels`` up."""
+        tile = image_processor.size["height"] * image_processor.size["width"]
+        most = image_processor.max_patches if max_pixels is None else max(1, max_pixels // tile)
+        least = image_processor.min_patches if min_pixels is None else math.ceil(min_pixels / tile)
+        if least > most:
+            raise ValueError(
+                f"min_pixels {min_pixels} needs {least} tiles of {tile} pixels, more than the "
+                f"{most} max_pixels allows"
+            )
+        return {"crop_to_patches": True, "min_patches": max(1, least), "max_patches": most}
 
     def box_answer(self, loaded: LoadedModel, expression: str, box: Box, image: Image.Image) -> str:
         x0, y0, x1, y1 = self._to_grid(box, image)

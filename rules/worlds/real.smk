@@ -40,6 +40,8 @@ rule download_model:
         source=settings("model", "source"),
         revision=settings("model", "revision", default=None),
         family=settings("model", "family"),
+        min_pixels=settings("model", "min_pixels", default=None),
+        max_pixels=settings("model", "max_pixels", default=None),
         trust_remote_code=settings("real", "trust_remote_code", default=False),
     script:
         "../../workflow_scripts/download_model.py"
