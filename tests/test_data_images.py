@@ -5,13 +5,14 @@ from __future__ import annotations
 import base64
 import io
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
 from mllm.data.errors import DataError
-from mllm.data.images import ImageProcessor, _to_patch_strip, load_image
+from mllm.data.images import ImageLoader, ImageProcessor, _normalise, _to_patch_strip, load_image
 
 PATCH = 14
 
@@ -113,3 +114,22 @@ def test_lazy_images_open_only_the_requested_slice(tmp_path):
     assert first.size == (8, 6) and first.mode == "RGB"
     with pytest.raises(DataError, match="rec.jsonl:2"):
         images[1:2]
+
+
+def test_normalisation_is_the_per_pixel_formula_bit_for_bit():
+    levels = np.arange(256, dtype=np.uint8).repeat(3).reshape(16, 16, 3)  # every uint8 level
+    image = Image.fromarray(levels)
+    pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    assert torch.equal(_normalise(image), (pixels - 0.5) / 0.5)
+
+
+def test_image_loader_decodes_a_picture_once_and_forgets_the_least_recent(tmp_path):
+    for name in ("a", "b"):
+        noise_image(8, 8).save(tmp_path / f"{name}.png")
+    loader = ImageLoader(tmp_path, max_images=1)
+    first = loader("a.png", source="sample 1")
+    assert loader("./a.png", source="sample 2") is first
+    loader("b.png", source="sample 3")
+    again = loader("a.png", source="sample 4")
+    assert again is not first and again.tobytes() == first.tobytes()
+    assert ImageLoader(tmp_path, max_images=0)("a.png", source="s") is not again

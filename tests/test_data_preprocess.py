@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from mllm.data.errors import DataError
-from mllm.data.images import ImageProcessor
+from mllm.data.images import ImageLoader, ImageProcessor
 from mllm.data.preprocess import (
     IGNORE_INDEX,
     build_generation_inputs,
@@ -55,7 +55,7 @@ def preprocess(
 
 def preprocess_sft_record(record, tokenizer, processor, *, image_folder=None, max_length=512):
     """A record read (``read_sft_record``) and preprocessed, as the SFT dataset does."""
-    conversations, images = read_sft_record(record, image_folder)
+    conversations, images = read_sft_record(record, ImageLoader(image_folder, max_images=0))
     return preprocess(
         tokenizer, processor, conversations, images, max_length, record.get("id", "?")
     )

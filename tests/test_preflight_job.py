@@ -8,6 +8,7 @@ import json
 import pytest
 
 from mllm.data.errors import DataError
+from mllm.data.images import ImageLoader
 from mllm.data.preprocess import read_sft_record
 from mllm.family import tiny
 from mllm.family.registry import load_model
@@ -47,7 +48,8 @@ def test_preflight_refuses_a_cut_inside_image_tokens_naming_the_sample(checkpoin
     train, _ = write_sft_data(tmp_path / "sft", n_images=3)
     summary_path = tmp_path / "summary.json"
     loaded = load_model(checkpoint)
-    conversations, images = read_sft_record(json.loads(train.read_text())[0], str(train.parent))
+    loader = ImageLoader(str(train.parent), max_images=0)
+    conversations, images = read_sft_record(json.loads(train.read_text())[0], loader)
     input_ids = loaded.family.training_sample(
         loaded, conversations, images, max_length=4096, sample_id=0
     )["input_ids"]

@@ -22,6 +22,7 @@ from transformers import Trainer
 
 from mllm.data.errors import DataError
 from mllm.data.grounding import prepare_grounding_sft
+from mllm.data.images import load_image
 from mllm.eval.yesno import normalise, score
 from mllm.family.registry import load_model
 from mllm.preference.settings import PreferenceSettings
@@ -436,3 +437,31 @@ def test_train_loss_of_a_resumed_run_covers_every_step(
     resumed = run_sft(tmp_path, train, test, max_steps=8)
     assert resumed["resumed_from"] == f"checkpoint-{killed_at}"
     assert resumed["train_loss"] == pytest.approx(reference["train_loss"], rel=1e-6)
+
+
+def test_dataset_samples_equal_the_per_record_path_bit_for_bit(tmp_path, base_and_data):
+    """The dataset decodes and processes each picture once for all its records; every sample
+    must still equal ``training_sample`` on that record's freshly decoded image."""
+    train, _ = base_and_data
+    loaded = load_model(tmp_path / "base")
+    records = json.loads(train.read_text())
+    records.append(dict(records[0], id=len(records)))  # its picture seen again, far away
+    dataset = SupervisedDataset(
+        records, loaded, max_length=128, image_folder=str(train.parent), max_truncated_share=0.0
+    )
+    for index, record in enumerate(records):
+        image = load_image(record["image"], train.parent, source="test")
+        alone = loaded.family.training_sample(
+            loaded, record["conversations"], [image], max_length=128, sample_id=record["id"]
+        )
+        shared = dataset[index]
+        assert shared.keys() == alone.keys()
+        for key, value in alone.items():
+            if key == "pixel_values":
+                assert len(shared[key]) == len(value)
+                assert all(torch.equal(a, b) for a, b in zip(shared[key], value, strict=True))
+            elif isinstance(value, torch.Tensor):
+                assert shared[key].dtype == value.dtype and torch.equal(shared[key], value), key
+            else:
+                assert shared[key] == value, key
+    assert dataset[0]["pixel_values"][0] is dataset[1]["pixel_values"][0]  # one picture, one tensor

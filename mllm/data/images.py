@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import math
-from collections.abc import Sequence
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -28,6 +30,7 @@ if TYPE_CHECKING:  # torch is imported where tensors are made: the jobs that onl
     import torch  # (world imports, the report) then start without it, ~7 s each
 
 BASE64_MIN_LENGTH = 1000  # model_eval.py's rule: a longer string is base64, a shorter one a path
+RECENT_IMAGES = 64  # pictures a pass over a data set keeps decoded and processed (ImageLoader)
 
 Grid = tuple[int, int]  # (cols, rows) of the slices
 
@@ -49,12 +52,55 @@ def load_image(
         raise DataError(source, f"cannot decode {origin}: {error}") from error
 
 
+class RecentlyUsed:
+    """At most ``size`` values by key, the least recently used dropped first (``size`` None: no
+    limit, 0: nothing kept): memory stays bounded however long the data set."""
+
+    def __init__(self, size: int | None):
+        self.size = size
+        self._values: OrderedDict[Hashable, object] = OrderedDict()
+
+    def get_or_make(self, key: Hashable, make: Callable[[], object]):
+        """The value kept for ``key``, else ``make()`` (kept, as the most recent)."""
+        if key in self._values:
+            self._values.move_to_end(key)
+            return self._values[key]
+        value = make()
+        if self.size != 0:
+            self._values[key] = value
+            if self.size is not None and len(self._values) > self.size:
+                self._values.popitem(last=False)
+        return value
+
+
+class ImageLoader:
+    """``load_image`` for the records of one data set: a file (or base64 string) that several
+    records name is decoded once and the same ``Image`` returned for each, so what is computed
+    from the picture can be shared as well (``ConversationPreprocessor``). The ``max_images`` most
+    recently used pictures stay decoded (None: all, 0: none)."""
+
+    def __init__(self, image_folder: str | Path | None = None, *, max_images: int | None):
+        self.image_folder = image_folder
+        self._images = RecentlyUsed(max_images)
+
+    def __call__(self, ref: str | Path, *, source: str) -> Image.Image:
+        """The image ``ref`` names; ``source`` names the record for ``load_image``'s errors."""
+        key = (
+            ref if _is_base64(ref) else os.path.abspath(os.path.join(self.image_folder or "", ref))
+        )
+        return self._images.get_or_make(
+            key, lambda: load_image(ref, self.image_folder, source=source)
+        )
+
+
 def image_file(ref: str | Path, image_folder: str | Path | None = None) -> Path | None:
     """The file an image reference names (relative to ``image_folder``; an absolute one ignores
     it), or None for a base64 image: what ``load_image`` opens, for those who hash it."""
-    if isinstance(ref, str) and len(ref) > BASE64_MIN_LENGTH:
-        return None
-    return Path(image_folder or "", ref)
+    return None if _is_base64(ref) else Path(image_folder or "", ref)
+
+
+def _is_base64(ref: str | Path) -> bool:
+    return isinstance(ref, str) and len(ref) > BASE64_MIN_LENGTH
 
 
 @dataclass(frozen=True)
@@ -96,7 +142,7 @@ class ImageProcessor:
 
     def __call__(self, image: Image.Image) -> ProcessedImage:
         """Resize (and slice) ``image`` into pieces, each as a normalised patch strip."""
-        grid = self.slice_grid(*image.size) if self.slice_mode else None
+        grid = self.grid(image)
         source_size = self._best_resize(image.size, allow_upscale=grid is None)
         pieces = [image.resize(source_size, Image.Resampling.BICUBIC)]
         if grid is not None:
@@ -108,6 +154,11 @@ class ImageProcessor:
         strips = [_to_patch_strip(_normalise(piece), patch) for piece in pieces]
         tgt_sizes = torch.tensor([[p.height // patch, p.width // patch] for p in pieces])  # [n, 2]
         return ProcessedImage(pixel_values=strips, tgt_sizes=tgt_sizes, grid=grid)
+
+    def grid(self, image: Image.Image) -> Grid | None:
+        """The slice layout ``__call__`` gives ``image`` (None: not sliced), found from its size
+        alone: what its placeholder needs, without resizing a pixel."""
+        return self.slice_grid(*image.size) if self.slice_mode else None
 
     def slice_grid(self, width: int, height: int) -> Grid | None:
         """The (cols, rows) grid for a width×height image, or None if it needs no slicing.
@@ -182,12 +233,17 @@ def _split(image: Image.Image, grid: Grid) -> list[Image.Image]:
     ]
 
 
+# (x / 255 − 0.5) / 0.5 of each uint8 level x, in float32 as the per-pixel formula computes it:
+# looking a pixel up is bit for bit that formula, without three passes over the image
+_NORMALISED_LEVELS = (np.arange(256, dtype=np.float32) / 255.0 - 0.5) / 0.5
+
+
 def _normalise(image: Image.Image) -> torch.Tensor:
     """RGB image -> [3, H, W] float in [-1, 1] ((x − 0.5) / 0.5, MiniCPM-V's mean and std)."""
     import torch
 
-    pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
-    return (pixels - 0.5) / 0.5
+    pixels = np.take(_NORMALISED_LEVELS, np.asarray(image))  # [H, W, 3] float32
+    return torch.from_numpy(pixels).permute(2, 0, 1)
 
 
 def _to_patch_strip(pixels: torch.Tensor, patch: int) -> torch.Tensor:

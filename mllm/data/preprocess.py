@@ -9,13 +9,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import torch
 from PIL import Image
 from torch.nn.utils.rnn import pad_sequence
 from transformers import PreTrainedTokenizerBase
 
 from mllm.data.errors import DataError
-from mllm.data.images import ImageProcessor, ProcessedImage, load_image
+from mllm.data.images import ImageLoader, ImageProcessor, ProcessedImage, RecentlyUsed
 from mllm.data.special_tokens import (
     IMAGE_END,
     IMAGE_START,
@@ -54,60 +55,106 @@ def preprocess_conversation(
     [3, patch, Lp]), ``tgt_sizes`` ([n, 2] long), n being the number of image pieces, and
     ``truncated`` (bool).
     """
-    source = f"sample {sample_id}"
-    if not any(turn["role"] == "assistant" for turn in conversations):
-        raise DataError(source, "the conversation has no assistant turn to learn from")
-    processed = [image_processor(image) for image in images]
-    placeholders = [
-        image_processor.placeholder(p.grid, query_num=query_num, image_index=k)
-        for k, p in enumerate(processed)
-    ]
-    messages = _insert_placeholders(conversations, placeholders, source)
-    text, spans = render_chatml(messages, system_prompt)
+    preprocess = ConversationPreprocessor(
+        tokenizer, image_processor, query_num=query_num, max_images=0
+    )
+    return preprocess(
+        conversations,
+        images,
+        max_length=max_length,
+        sample_id=sample_id,
+        system_prompt=system_prompt,
+    )
 
-    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    input_ids = torch.tensor(encoding["input_ids"])  # [L]
-    labels = _shifted_labels(input_ids, encoding["offset_mapping"], spans)  # [L]
-    image_bound = _image_bounds(input_ids, tokenizer, query_num, processed, source)  # [n, 2]
 
-    truncated = len(input_ids) > max_length
-    if truncated:
-        image_end = int(image_bound[:, 1].max()) if len(image_bound) else -1  # last closing tag
-        if image_end >= max_length:
+class ConversationPreprocessor:
+    """``preprocess_conversation`` for the samples of one data set, bit for bit: the image tags'
+    ids are looked up once, and an ``Image`` object that several samples show (``ImageLoader``
+    hands out one per picture) is processed once, its pixel tensors shared between the samples.
+    The ``max_images`` most recently processed images are remembered (None: all, 0: none)."""
+
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        image_processor: ImageProcessor,
+        *,
+        query_num: int,
+        max_images: int | None,
+    ):
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.query_num = query_num
+        self._tag_ids = image_tag_ids(tokenizer)
+        # keyed by id(): each entry holds its image, so no other object can take that id
+        self._processed = RecentlyUsed(max_images)
+
+    def __call__(
+        self,
+        conversations: Sequence[Message],
+        images: Sequence[Image.Image],
+        *,
+        max_length: int,
+        sample_id: int | str,
+        system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+    ) -> dict:
+        """One sample, as ``preprocess_conversation`` documents it."""
+        source = f"sample {sample_id}"
+        if not any(turn["role"] == "assistant" for turn in conversations):
+            raise DataError(source, "the conversation has no assistant turn to learn from")
+        processed = [self._process(image) for image in images]
+        placeholders = [
+            self.image_processor.placeholder(p.grid, query_num=self.query_num, image_index=k)
+            for k, p in enumerate(processed)
+        ]
+        messages = _insert_placeholders(conversations, placeholders, source)
+        text, spans = render_chatml(messages, system_prompt)
+
+        encoding = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        input_ids = np.array(encoding["input_ids"], dtype=np.int64)  # [L]
+        labels = _shifted_labels(input_ids, encoding["offset_mapping"], spans)  # [L]
+        image_bound = _image_bounds(input_ids, self._tag_ids, self.query_num, processed, source)
+
+        truncated = len(input_ids) > max_length
+        if truncated:
+            image_end = int(image_bound[:, 1].max()) if len(image_bound) else -1  # last closing tag
+            if image_end >= max_length:
+                raise DataError(
+                    source,
+                    f"too long: {len(input_ids)} tokens, and a cut at max_length={max_length} "
+                    f"would cut through the image placeholder, which ends at token {image_end}",
+                )
+            input_ids, labels = input_ids[:max_length], labels[:max_length]
+        if (labels == IGNORE_INDEX).all():
             raise DataError(
-                source,
-                f"too long: {len(input_ids)} tokens, and a cut at max_length={max_length} would "
-                f"cut through the image placeholder, which ends at token {image_end}",
+                source, f"too long: no supervised token left within max_length={max_length}"
             )
-        input_ids, labels = input_ids[:max_length], labels[:max_length]
-    if (labels == IGNORE_INDEX).all():
-        raise DataError(
-            source, f"too long: no supervised token left within max_length={max_length}"
-        )
 
-    pixel_values = [strip for p in processed for strip in p.pixel_values]  # n × [3, patch, Lp]
-    tgt_sizes = [p.tgt_sizes for p in processed] or [torch.zeros(0, 2, dtype=torch.long)]
-    return {
-        "input_ids": input_ids,  # [L]
-        "labels": labels,  # [L]
-        "position_ids": torch.arange(len(input_ids)),  # [L]
-        "image_bound": image_bound,  # [n, 2]
-        "pixel_values": pixel_values,
-        "tgt_sizes": torch.cat(tgt_sizes),  # [n, 2]
-        "truncated": truncated,
-    }
+        pixel_values = [strip for p in processed for strip in p.pixel_values]  # n × [3, patch, Lp]
+        tgt_sizes = [p.tgt_sizes for p in processed] or [torch.zeros(0, 2, dtype=torch.long)]
+        return {
+            "input_ids": torch.from_numpy(input_ids),  # [L]
+            "labels": torch.from_numpy(labels),  # [L]
+            "position_ids": torch.arange(len(input_ids)),  # [L]
+            "image_bound": torch.from_numpy(image_bound),  # [n, 2]
+            "pixel_values": pixel_values,
+            "tgt_sizes": torch.cat(tgt_sizes),  # [n, 2]
+            "truncated": truncated,
+        }
+
+    def _process(self, image: Image.Image) -> ProcessedImage:
+        entry = self._processed.get_or_make(id(image), lambda: (image, self.image_processor(image)))
+        return entry[1]
 
 
 def read_sft_record(
-    record: Mapping, image_folder: str | None = None
+    record: Mapping, loader: ImageLoader
 ) -> tuple[list[Message], list[Image.Image]]:
-    """The checked conversation and the loaded images of an exercise record ``{id, image,
-    conversations}``; ``image`` is a path under ``image_folder`` or a base64 string (or a list of
-    them, or absent). Errors name ``sample <id>``."""
+    """The checked conversation and the images (decoded by ``loader``) of an exercise record
+    ``{id, image, conversations}``; ``image`` is a path under the loader's image folder or a
+    base64 string (or a list of them, or absent). Errors name ``sample <id>``."""
     source = f"sample {record.get('id', '?')}"
     conversations = _checked_conversations(record, source)
-    images = [load_image(ref, image_folder, source=source) for ref in sft_image_refs(record)]
-    return conversations, images
+    return conversations, [loader(ref, source=source) for ref in sft_image_refs(record)]
 
 
 def sft_image_refs(record: Mapping) -> list:
@@ -175,15 +222,18 @@ def build_generation_inputs(
     ([n_i, 2] long), ``pixel_values`` (n_i × [3, patch, Lp]) and ``tgt_sizes`` ([n_i, 2] long).
     """
     processed = [image_processor(image) for image in images]
+    tag_ids = image_tag_ids(tokenizer)
     prompts, bounds = [], []  # B × [L_i], B × [n_i, 2]
     for index, (question, image) in enumerate(zip(questions, processed, strict=True)):
         tagged = question if MINICPMV_IMAGE_TAG in question else f"{MINICPMV_IMAGE_TAG}\n{question}"
         placeholder = image_processor.placeholder(image.grid, query_num=query_num)
         user_turn = {"role": "user", "content": tagged.replace(MINICPMV_IMAGE_TAG, placeholder)}
         text, _ = render_chatml([user_turn], system_prompt, add_generation_prompt=True)
-        ids = torch.tensor(tokenizer(text, add_special_tokens=False)["input_ids"])
-        prompts.append(ids)
-        bounds.append(_image_bounds(ids, tokenizer, query_num, [image], f"question {index}"))
+        ids = np.array(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=np.int64)
+        prompts.append(torch.from_numpy(ids))
+        bounds.append(
+            torch.from_numpy(_image_bounds(ids, tag_ids, query_num, [image], f"question {index}"))
+        )
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     input_ids = pad_sequence(prompts, batch_first=True, padding_value=pad_id, padding_side="left")
@@ -199,35 +249,43 @@ def build_generation_inputs(
 
 
 def _shifted_labels(
-    input_ids: torch.Tensor, offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[int, int]]
-) -> torch.Tensor:
+    input_ids: np.ndarray, offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[int, int]]
+) -> np.ndarray:
     """Labels [L] pre-shifted by one: ``labels[t] = ids[t + 1]`` if token t+1 starts inside a
     supervised character span, else ``IGNORE_INDEX``; so ``logits[t]`` pairs with ``labels[t]``."""
-    starts = torch.tensor([start for start, _ in offsets])[:, None]  # [L, 1]
-    spans = torch.tensor(spans, dtype=torch.long).view(-1, 2)  # [S, 2]
-    supervised = ((starts >= spans[:, 0]) & (starts < spans[:, 1])).any(dim=1)  # [L]
-    labels = torch.full_like(input_ids, IGNORE_INDEX)
-    labels[:-1][supervised[1:]] = input_ids[1:][supervised[1:]]
+    starts = np.fromiter((start for start, _ in offsets), dtype=np.int64, count=len(offsets))
+    spans = np.array(spans, dtype=np.int64).reshape(-1, 2)  # [S, 2]
+    inside = (starts[:, None] >= spans[:, 0]) & (starts[:, None] < spans[:, 1])  # [L, S]
+    supervised = inside.any(axis=1)  # [L]
+    labels = np.full_like(input_ids, IGNORE_INDEX)  # [L]
+    labels[:-1] = np.where(supervised[1:], input_ids[1:], IGNORE_INDEX)
     return labels
 
 
+def image_tag_ids(tokenizer: PreTrainedTokenizerBase) -> tuple[np.ndarray, np.ndarray]:
+    """The ids of the tags that open (``<image>``, ``<slice>``) and close an image piece."""
+    opening = tokenizer.convert_tokens_to_ids([IMAGE_START, SLICE_START])
+    closing = tokenizer.convert_tokens_to_ids([IMAGE_END, SLICE_END])
+    return np.array(opening, dtype=np.int64), np.array(closing, dtype=np.int64)
+
+
 def _image_bounds(
-    input_ids: torch.Tensor,
-    tokenizer: PreTrainedTokenizerBase,
+    input_ids: np.ndarray,
+    tag_ids: tuple[np.ndarray, np.ndarray],
     query_num: int,
     processed: Sequence[ProcessedImage],
     source: str,
-) -> torch.Tensor:
+) -> np.ndarray:
     """``[start, end)`` of the ``<unk>`` run of every image piece in ``input_ids`` [L] -> [n, 2].
 
-    Each ``<image>``/``<slice>`` at p and its closing tag at q give ``[p + 1, q)``. Checks that
-    there is one run of ``query_num`` tokens per piece of ``processed``, so the model can
-    overwrite exactly those positions with the piece's resampler queries.
+    Each ``<image>``/``<slice>`` at p and its closing tag at q (``tag_ids``: ``image_tag_ids``)
+    give ``[p + 1, q)``. Checks that there is one run of ``query_num`` tokens per piece of
+    ``processed``, so the model can overwrite exactly those positions with the piece's resampler
+    queries.
     """
-    opening = torch.tensor(tokenizer.convert_tokens_to_ids([IMAGE_START, SLICE_START]))
-    closing = torch.tensor(tokenizer.convert_tokens_to_ids([IMAGE_END, SLICE_END]))
-    starts = torch.isin(input_ids, opening).nonzero().flatten() + 1  # [n]
-    ends = torch.isin(input_ids, closing).nonzero().flatten()  # [n]
+    opening, closing = tag_ids
+    starts = np.flatnonzero((input_ids[:, None] == opening).any(axis=1)) + 1  # [n]
+    ends = np.flatnonzero((input_ids[:, None] == closing).any(axis=1))  # [n]
     n_pieces = sum(len(p.pixel_values) for p in processed)
     if len(starts) != n_pieces or len(ends) != n_pieces or ((ends - starts) != query_num).any():
         raise DataError(
@@ -235,7 +293,7 @@ def _image_bounds(
             f"image placeholders do not match the images: {len(starts)} opening and {len(ends)} "
             f"closing image tags for {n_pieces} image pieces of {query_num} tokens each",
         )
-    return torch.stack([starts, ends], dim=1)  # [n, 2]
+    return np.stack([starts, ends], axis=1).astype(np.int64, copy=False)  # [n, 2]
 
 
 def _insert_placeholders(

@@ -24,9 +24,10 @@ Conventions every family keeps, because the stages rely on them:
 
 from __future__ import annotations
 
+import functools
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -36,6 +37,7 @@ from PIL import Image
 Box = tuple[float, float, float, float]  # pixel (x0, y0, x1, y1) in the original image
 Message = Mapping[str, str]  # {"role": "system" | "user" | "assistant", "content": ...}
 Sample = dict[str, Any]  # a training_sample output
+SampleBuilder = Callable[..., Sample]  # training_sample with its model bound (sample_builder)
 
 
 @dataclass
@@ -113,6 +115,14 @@ class ModelFamily(ABC):
         """One conversation -> ``input_ids`` [L], pre-shifted ``labels`` [L], the family's image
         tensors, and ``truncated`` (bool). ``<image>`` tags in user turns mark where images go;
         without a tag, one image goes before the first user turn."""
+
+    def sample_builder(self, loaded: LoadedModel, *, max_images: int | None) -> SampleBuilder:
+        """``training_sample`` with ``loaded`` bound, for the many samples of one data set: the
+        same samples bit for bit, but a family may share work between them (the own family
+        processes an ``Image`` object once however many samples show it; pass one object per
+        picture, ``ImageLoader``). ``max_images``: how many images it may remember (None: all)."""
+        del max_images  # nothing shared here: the HF processors take text and images together
+        return functools.partial(self.training_sample, loaded)
 
     @abstractmethod
     def collate(self, loaded: LoadedModel, samples: Sequence[Sample]) -> dict:

@@ -32,6 +32,7 @@ from mllm.data.collators import pad_rows
 from mllm.data.images import ImageProcessor
 from mllm.data.preprocess import (
     IGNORE_INDEX,
+    ConversationPreprocessor,
     build_generation_inputs,
     preprocess_conversation,
 )
@@ -47,7 +48,7 @@ from mllm.data.template import DEFAULT_SYSTEM_PROMPT
 from mllm.model.io import image_processor_for, load_mllm, save_model
 from mllm.model.mllm import MLLMModel
 
-from .base import Box, LoadedModel, Message, ModelFamily, Sample
+from .base import Box, LoadedModel, Message, ModelFamily, Sample, SampleBuilder
 
 GRID_SIZE = 1000  # Qwen-VL box grid: coordinates are integers 0..GRID_SIZE-1
 GRID_MAX = GRID_SIZE - 1  # Qwen-VL's divisor for grid -> pixels
@@ -133,6 +134,34 @@ class OwnFamily(ModelFamily):
             system_prompt=DEFAULT_SYSTEM_PROMPT if system_prompt is None else system_prompt,
         )
 
+    def sample_builder(self, loaded: LoadedModel, *, max_images: int | None) -> SampleBuilder:
+        """``preprocess_conversation`` of one data set's samples (``ConversationPreprocessor``)."""
+        processor = loaded.processor
+        preprocess = ConversationPreprocessor(
+            processor.tokenizer,
+            processor.image_processor,
+            query_num=processor.query_num,
+            max_images=max_images,
+        )
+
+        def build(
+            conversations: Sequence[Message],
+            images: Sequence[Image.Image],
+            *,
+            max_length: int,
+            sample_id: int | str,
+            system_prompt: str | None = None,
+        ) -> Sample:
+            return preprocess(
+                conversations,
+                images,
+                max_length=max_length,
+                sample_id=sample_id,
+                system_prompt=DEFAULT_SYSTEM_PROMPT if system_prompt is None else system_prompt,
+            )
+
+        return build
+
     def collate(self, loaded: LoadedModel, samples: Sequence[Sample]) -> dict:
         return pad_rows(samples, loaded.tokenizer.pad_token_id or 0)
 
@@ -194,7 +223,7 @@ class OwnFamily(ModelFamily):
         processor = loaded.processor
         counts = []
         for image in images:
-            grid = processor.image_processor(image).grid
+            grid = processor.image_processor.grid(image)  # the layout alone: no pixel resized
             text = processor.image_processor.placeholder(grid, query_num=processor.query_num)
             counts.append(len(processor.tokenizer(text, add_special_tokens=False)["input_ids"]))
         return counts

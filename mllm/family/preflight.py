@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from mllm.data.errors import DataError
+from mllm.data.images import RECENT_IMAGES
 from mllm.family.base import LoadedModel, Message
 
 
@@ -57,10 +58,10 @@ def check_token_budget(
     at all (a cut response trains on a sentence that never ends).
     """
     family = loaded.family
+    build = family.sample_builder(loaded, max_images=RECENT_IMAGES)
     lengths, image_tokens, over = [], [], []
     for sample in samples:
-        whole = family.training_sample(
-            loaded,
+        whole = build(
             sample.conversations,
             sample.images,
             max_length=sys.maxsize,
@@ -70,8 +71,7 @@ def check_token_budget(
         length = len(whole["input_ids"])
         if length > max_length:
             # the family's own truncation rule: DataError when the cut falls inside an image
-            family.training_sample(
-                loaded,
+            build(
                 sample.conversations,
                 sample.images,
                 max_length=max_length,

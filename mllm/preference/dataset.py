@@ -10,10 +10,9 @@ import torch
 
 from mllm.data.collators import Collate, preference_collate
 from mllm.data.errors import BadRecordPolicy, DataError, build_each, check_bad_record_policy
-from mllm.data.images import load_image
 from mllm.data.special_tokens import IMAGE_TAG
 from mllm.family.base import LoadedModel
-from mllm.train.datasets import PreprocessedDataset
+from mllm.train.datasets import PreprocessedDataset, Preprocessing
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +48,13 @@ class PreferenceDataset(PreprocessedDataset):
         super().__init__(records, loaded, source=source, **options)
 
     def _preprocess(self, records: Sequence[dict]) -> tuple[list[dict], list[dict]]:
-        built = build_each(self._progress(records), self._build, self.on_bad_record, self.skipped)
+        preprocessing = self._preprocessing()
+        built = build_each(
+            self._progress(records),
+            lambda record, position: self._build(record, position, preprocessing),
+            self.on_bad_record,
+            self.skipped,
+        )
         kept, pairs = [record for record, _ in built], [pair for _, pair in built]
         if self.skipped:
             log.warning(
@@ -63,7 +68,7 @@ class PreferenceDataset(PreprocessedDataset):
             raise DataError(self.source, "no usable preference pairs")
         return kept, pairs
 
-    def _build(self, record: Mapping, position: int) -> dict:
+    def _build(self, record: Mapping, position: int, preprocessing: Preprocessing) -> dict:
         if not isinstance(record, Mapping):
             raise DataError(f"{self.source} record {position}", "expected a JSON object")
         source = f"{self.source} record {position} (idx {record.get('idx', '?')!r})"
@@ -78,13 +83,12 @@ class PreferenceDataset(PreprocessedDataset):
         image_ref = image_reference(record)
         if not image_ref:
             raise DataError(source, "no image: the record needs 'image' (base64) or 'image_path'")
-        image = load_image(image_ref, self.image_folder, source=source)
+        image = preprocessing.images(image_ref, source=source)
         question = {"role": "user", "content": f"{IMAGE_TAG}\n{record['question']}"}
         pair = {}
         for key in ("chosen", "rejected"):
             try:
-                pair[key] = self.loaded.family.training_sample(
-                    self.loaded,
+                pair[key] = preprocessing.sample(
                     [question, {"role": "assistant", "content": record[key]}],
                     [image],
                     max_length=self.max_length,

@@ -12,12 +12,23 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from mllm.data.errors import DataError
-from mllm.data.images import image_file
+from mllm.data.images import RECENT_IMAGES, ImageLoader, image_file
 from mllm.data.preprocess import read_sft_record, sft_image_refs
 from mllm.family.base import LoadedModel
 from mllm.records import read_json_records
 
 log = logging.getLogger(__name__)
+
+
+class Preprocessing:
+    """What the samples built in one pass over a data set's records share: each picture decoded
+    once (``images``) and processed once (``sample``, the family's ``sample_builder``), however
+    many records show it, its tensors shared by their samples. The ``max_images`` most recent
+    pictures are remembered (None: all, 0: none), which bounds the memory on real data."""
+
+    def __init__(self, loaded: LoadedModel, image_folder: str | None, *, max_images: int | None):
+        self.images = ImageLoader(image_folder, max_images=max_images)
+        self.sample = loaded.family.sample_builder(loaded, max_images=max_images)
 
 
 class PreprocessedDataset(Dataset):
@@ -27,8 +38,9 @@ class PreprocessedDataset(Dataset):
 
     Subclasses check and build every record in ``_preprocess(records)``, which returns the
     records kept (``records``) and their samples, and build one record's sample with
-    ``_build(record, index)``; samples are kept in memory when ``cache`` is set (the demo world),
-    otherwise rebuilt on access to bound memory on real data.
+    ``_build(record, index, preprocessing)`` (a ``Preprocessing`` shared by the pass over the
+    records); samples are kept in memory when ``cache`` is set (the demo world), otherwise
+    rebuilt on access to bound memory on real data.
     """
 
     records: list[dict]
@@ -76,8 +88,13 @@ class PreprocessedDataset(Dataset):
         """The records kept and their samples, every record checked and built up front."""
         raise NotImplementedError
 
-    def _build(self, record: dict, index: int) -> dict:
+    def _build(self, record: dict, index: int, preprocessing: Preprocessing) -> dict:
         raise NotImplementedError
+
+    def _preprocessing(self) -> Preprocessing:
+        """For one pass over the records: the last ``RECENT_IMAGES`` pictures remembered (the
+        records of one picture usually follow each other)."""
+        return Preprocessing(self.loaded, self.image_folder, max_images=RECENT_IMAGES)
 
     def _image_refs(self, record: dict) -> list:
         """The image references (paths or base64) of one record."""
@@ -96,7 +113,8 @@ class PreprocessedDataset(Dataset):
     def _sample(self, index: int) -> dict:
         if self._cache is not None:
             return self._cache[index]
-        return self._build(self.records[index], index)
+        alone = Preprocessing(self.loaded, self.image_folder, max_images=0)
+        return self._build(self.records[index], index, alone)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -119,8 +137,10 @@ class SupervisedDataset(PreprocessedDataset):
         records = list(records)
         if not records:
             raise DataError(self.source, "no records")
+        preprocessing = self._preprocessing()
         samples = [
-            self._build(record, index) for index, record in enumerate(self._progress(records))
+            self._build(record, index, preprocessing)
+            for index, record in enumerate(self._progress(records))
         ]
         truncated = [index for index, sample in enumerate(samples) if sample["truncated"]]
         if truncated:
@@ -138,13 +158,11 @@ class SupervisedDataset(PreprocessedDataset):
             log.warning("%s: %s", self.source, summary)
         return records, samples
 
-    def _build(self, record: dict, index: int) -> dict:
+    def _build(self, record: dict, index: int, preprocessing: Preprocessing) -> dict:
         sample_id = record.get("id", "?")
         try:
-            conversations, images = read_sft_record(record, self.image_folder)
-            family = self.loaded.family
-            return family.training_sample(
-                self.loaded,
+            conversations, images = read_sft_record(record, preprocessing.images)
+            return preprocessing.sample(
                 rendered_boxes(self.loaded, conversations, images, f"sample {sample_id}"),
                 images,
                 max_length=self.max_length,

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 
 from mllm.atomic import write_json
 from mllm.data.errors import DataError
-from mllm.data.images import load_image
+from mllm.data.images import RECENT_IMAGES, ImageLoader
 from mllm.data.preprocess import read_sft_record
 from mllm.data.special_tokens import IMAGE_TAG
 from mllm.family.base import LoadedModel
@@ -28,13 +28,13 @@ from .settings import TrainSettings
 
 
 def sft_samples(
-    records: list, loaded: LoadedModel, image_folder: str | None, source: str
+    records: list, loaded: LoadedModel, loader: ImageLoader, source: str
 ) -> Iterator[BudgetSample]:
     """The samples of ``{id, image, conversations}`` records, box turns in the family's text."""
     for index, record in enumerate(records):
         label = f"{source} record {index} (id {record.get('id', '?')!r})"
         try:
-            conversations, images = read_sft_record(record, image_folder)
+            conversations, images = read_sft_record(record, loader)
             rendered = rendered_boxes(loaded, conversations, images, label)
         except (DataError, KeyError, TypeError) as error:
             raise DataError(label, str(error)) from error
@@ -42,7 +42,7 @@ def sft_samples(
 
 
 def preference_samples(
-    records: list, loaded: LoadedModel, image_folder: str | None, source: str
+    records: list, loaded: LoadedModel, loader: ImageLoader, source: str
 ) -> Iterator[BudgetSample]:
     """Each pair's question with its chosen and with its rejected response (both are trained)."""
     del loaded  # pairs carry no boxes: nothing to render in the family's convention
@@ -50,7 +50,7 @@ def preference_samples(
         label = f"{source} record {index} (idx {record.get('idx', '?')!r})"
         if not isinstance(record, Mapping) or not image_reference(record):
             raise DataError(label, "expected a pair object with 'image' or 'image_path'")
-        image = load_image(image_reference(record), image_folder, source=label)
+        image = loader(image_reference(record), source=label)
         question = {"role": "user", "content": f"{IMAGE_TAG}\n{record.get('question', '')}"}
         for key in ("chosen", "rejected"):
             answer = {"role": "assistant", "content": str(record.get(key, ""))}
@@ -80,7 +80,8 @@ def preflight_records(
         raise ValueError(f"kind must be one of {sorted(SAMPLE_READERS)}, not {kind!r}")
     loaded = load_model(start_model_dir, device="cpu")
     folder = str(image_folder) if image_folder is not None else None
-    samples = SAMPLE_READERS[kind](read_json_records(data_file), loaded, folder, str(data_file))
+    loader = ImageLoader(folder, max_images=RECENT_IMAGES)
+    samples = SAMPLE_READERS[kind](read_json_records(data_file), loaded, loader, str(data_file))
     try:
         summary = check_token_budget(
             loaded, samples, max_length=max_length, refuse_over_length=refuse_over_length
