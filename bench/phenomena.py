@@ -263,7 +263,9 @@ def measure(runs: list[tuple[int, int]], base: dict, root: Path) -> dict[str, li
     return values
 
 
-def table(runs, values: dict[str, list[float]], seconds: dict) -> tuple[str, dict]:
+def table(
+    runs, values: dict[str, list[float]], seconds: dict, config_hash_value: str
+) -> tuple[str, dict]:
     seeds = sorted({seed for seed, _ in runs})
     threads = sorted({t for _, t in runs})
     rows, summary = [], []
@@ -293,19 +295,30 @@ def table(runs, values: dict[str, list[float]], seconds: dict) -> tuple[str, dic
         [
             "# The demo's phenomena over training seeds × threads",
             "",
-            f"Written by `bench/phenomena.py`: the default config (config/config.yaml) with every"
-            f" training seed set to each of {seeds} and `compute.threads` to each of {threads}"
+            f"Written by `bench/phenomena.py`: the config of hash `{config_hash_value}` with every"
+            f" training seed set to each of {seeds} and every job's threads to each of {threads}"
             f" ({len(runs)} runs, same world). {held} of {len(summary)} phenomena hold in every run.",
             "",
             "| phenomenon | must be | mean | min | max | holds in every run |",
             "|---|---|---|---|---|---|",
             *rows,
             "",
-            f"Wall time per run (runs side by side where their threads fit the cores): {wall}.",
+            *(
+                [f"Wall time per run (side by side where their threads fit the cores): {wall}."]
+                if wall
+                else []
+            ),
             "",
         ]
     )
-    return text, dict(seeds=seeds, threads=threads, runs=len(runs), phenomena=summary)
+    summary = dict(
+        seeds=seeds,
+        threads=threads,
+        runs=len(runs),
+        config_hash=config_hash_value,
+        phenomena=summary,
+    )
+    return text, summary
 
 
 def main() -> None:
@@ -322,8 +335,8 @@ def main() -> None:
     base = yaml.safe_load(args.config.read_text())
     runs = [(seed, threads) for threads in args.threads for seed in args.seeds]
     seconds = {} if args.only_table else run_all(runs, base, args.workdir, args.cores)
-    text, summary = table(runs, measure(runs, base, args.workdir), seconds)
-    summary["config_hash"] = checked_config_hash(base)
+    values = measure(runs, base, args.workdir)
+    text, summary = table(runs, values, seconds, checked_config_hash(base))
     write_text(args.out.with_suffix(".md"), text)
     write_json(args.out.with_suffix(".json"), summary, indent=1)
     print(text)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,7 +83,7 @@ def test_the_table_holds_a_phenomenon_only_when_every_run_holds_it(tmp_path):
     write_run(tmp_path / "seed0_threads1", base_chairi=10.0, nca_chairi=2.0)  # NCA cuts 80 %
     write_run(tmp_path / "seed1_threads1", base_chairi=10.0, nca_chairi=7.0)  # only 30 %
     values = phenomena.measure(runs, DEFAULT, tmp_path)
-    text, summary = phenomena.table(runs, values, {})
+    text, summary = phenomena.table(runs, values, {}, "0123456789ab")
     rows = {row["name"]: row for row in summary["phenomena"]}
     nca = rows["NCA CHAIRi cut (% of base)"]
     assert (nca["min"], nca["max"], nca["holds"]) == (30.0, 80.0, False)
@@ -90,4 +92,16 @@ def test_the_table_holds_a_phenomenon_only_when_every_run_holds_it(tmp_path):
     held = sum(row["holds"] for row in summary["phenomena"])
     assert held == len(phenomena.PHENOMENA) - 1
     assert f"{held} of {len(phenomena.PHENOMENA)} phenomena hold in every run" in text
+    assert "hash `0123456789ab`" in text and summary["config_hash"] == "0123456789ab"
     assert "| NCA CHAIRi cut (% of base) | ≥ 40 | 55.00 | 30.00 | 80.00 | **no** |" in text
+
+
+@pytest.mark.slow
+def test_the_checked_hash_is_the_one_a_report_of_that_config_shows(tiny_run):
+    """The report tells a checked recipe by its config hash: the bench must hash the config as the
+    report sees it (validated by Snakemake, schema defaults filled in)."""
+    workdir, config = tiny_run
+    page = (workdir / "results" / "report" / "index.html").read_text()
+    shown = re.search(r"produced this report \(hash <code>([0-9a-f]{12})</code>\)", page)
+    assert shown, "the report shows no config hash"
+    assert phenomena.checked_config_hash(yaml.safe_load(config.read_text())) == shown.group(1)
