@@ -31,7 +31,7 @@ from snakemake.utils import validate
 from mllm.atomic import write_json, write_text
 from mllm.demo.config import DemoWorldConfig
 from mllm.report.jobs import config_hash
-from mllm.workflow.plan import section
+from mllm.workflow.plan import Plan, section
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "config" / "config.yaml"
@@ -61,8 +61,11 @@ def seeded_config(config: dict, seed: int, threads: int) -> dict:
 
 
 def preference_run(config: dict, loss: str) -> str:
-    """The stage name of one preference loss at the config's first beta (mllm.workflow.plan)."""
-    return f"{loss}_beta{config['preference']['betas'][0]}"
+    """The stage name of one preference loss at the config's first beta, as the workflow names
+    it (mllm.workflow.plan)."""
+    beta = config["preference"]["betas"][0]
+    runs = Plan(config).preference_runs.values()
+    return next(run.name for run in runs if run.loss == loss and run.beta == beta)
 
 
 def targets(config: dict) -> list[str]:
@@ -268,11 +271,11 @@ def table(
 ) -> tuple[str, dict]:
     seeds = sorted({seed for seed, _ in runs})
     threads = sorted({t for _, t in runs})
-    rows, summary = [], []
+    rows, results = [], []
     for phenomenon in PHENOMENA:
         vals = values[phenomenon.name]
         holds = all(phenomenon.holds(v) for v in vals)
-        summary.append(
+        results.append(
             dict(
                 name=phenomenon.name,
                 rule=phenomenon.rule,
@@ -287,7 +290,7 @@ def table(
             f"| {phenomenon.name} | {phenomenon.rule} | {statistics.fmean(vals):.2f} | "
             f"{min(vals):.2f} | {max(vals):.2f} | {'yes' if holds else '**no**'} |"
         )
-    held = sum(row["holds"] for row in summary)
+    held = sum(row["holds"] for row in results)
     wall = ", ".join(
         f"seed {s}/{t} thr {seconds[(s, t)]:.0f} s" for s, t in runs if (s, t) in seconds
     )
@@ -297,7 +300,7 @@ def table(
             "",
             f"Written by `bench/phenomena.py`: the config of hash `{config_hash_value}` with every"
             f" training seed set to each of {seeds} and every job's threads to each of {threads}"
-            f" ({len(runs)} runs, same world). {held} of {len(summary)} phenomena hold in every run.",
+            f" ({len(runs)} runs, same world). {held} of {len(results)} phenomena hold in every run.",
             "",
             "| phenomenon | must be | mean | min | max | holds in every run |",
             "|---|---|---|---|---|---|",
@@ -316,7 +319,7 @@ def table(
         threads=threads,
         runs=len(runs),
         config_hash=config_hash_value,
-        phenomena=summary,
+        phenomena=results,
     )
     return text, summary
 
