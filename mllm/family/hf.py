@@ -557,6 +557,71 @@ class LlavaOnevisionFamily(HFFamily):
         )
 
 
+class Idefics3Family(GridBoxFamily):
+    """Idefics3: a SigLIP tower (``model.vision_model``), a pixel-shuffle connector and a Llama
+    LM at ``model.text_model``. An image is resized to a longest edge of ``size``, split into
+    tiles of ``max_image_size`` (each ``<fake_token_around_image><row_i_col_j>`` + its image
+    tokens) and followed by a global view (``<global-img>``). Idefics3 documents no box format,
+    so the workflow declares one: plain text ``[x1, y1, x2, y2]``, integers on a 0–1000 grid
+    of the original image, as Qwen3-VL's grid."""
+
+    name = "idefics3"
+    model_types = ("idefics3",)
+    lora_target_regex = r"model\.text_model\.layers\.\d+\.self_attn\.(q_proj|k_proj|v_proj)"
+    box_convention = (
+        "[x1, y1, x2, y2] as plain text, integers on a 0–1000 grid relative to the original "
+        "image: the workflow's own choice, Idefics3 documents none"
+    )
+    template_file = "idefics3.jinja"
+    vision_path = "model.vision_model"
+    projector_path = "model.connector"
+    llm_path = "model.text_model"
+
+    def image_region_ids(self, loaded: LoadedModel) -> set[int]:
+        """The image tokens, the tile delimiters, the 36 tile-position tokens and <global-img>
+        (the processor writes the last two by their literal text)."""
+        processor = loaded.processor
+        tokens = [processor.image_token, processor.fake_image_token, "<global-img>"]
+        tokens += [f"<row_{row}_col_{col}>" for row in range(1, 7) for col in range(1, 7)]
+        return set(processor.tokenizer.convert_tokens_to_ids(tokens))
+
+    def pixel_limit_settings(
+        self, image_processor, min_pixels: int | None, max_pixels: int | None
+    ) -> dict:
+        """Every image is resized (up or down) to a longest edge of ``size.longest_edge``, then cut
+        into square tiles of ``max_image_size.longest_edge``: ``max_pixels`` becomes that longest
+        edge, rounded down to whole tiles (at least one), so an image never exceeds it. There is
+        no lower bound to set: a narrow image stays narrow."""
+        if min_pixels is not None:
+            raise ValueError(
+                f"family {self.name!r} has no min_pixels: it resizes every image's longest edge "
+                "to size.longest_edge; set max_pixels only"
+            )
+        if max_pixels is None:
+            return {}
+        tile = image_processor.max_image_size["longest_edge"]
+        edge = max(1, math.isqrt(max_pixels) // tile) * tile
+        return {"size": {"longest_edge": edge}}
+
+    def box_answer(self, loaded: LoadedModel, expression: str, box: Box, image: Image.Image) -> str:
+        x0, y0, x1, y1 = self._to_grid(box, image)
+        return f"[{x0}, {y0}, {x1}, {y1}]"
+
+    def parse_box(self, loaded: LoadedModel, answer: str, image: Image.Image) -> Box | None:
+        values = self._first_four_numbers(answer, _FOUR_NUMBERS)
+        return None if values is None else self._from_grid(values, image)
+
+
+class SmolVLMFamily(Idefics3Family):
+    """SmolVLM: Idefics3's architecture, module paths, tiles and box convention; its processor
+    needs torchvision (a video processor) and ``num2words``, and takes images nested per sample
+    (P2), as every family here is given them."""
+
+    name = "smolvlm"
+    model_types = ("smolvlm",)
+    template_file = "smolvlm.jinja"
+
+
 def _structured_messages(
     conversations: Sequence[Message], image_count: int, system_prompt: str | None, source: str
 ) -> list[dict]:

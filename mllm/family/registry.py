@@ -11,7 +11,14 @@ import os
 from pathlib import Path
 
 from .base import LoadedModel, ModelFamily
-from .hf import InternVLFamily, LlavaOnevisionFamily, Qwen2_5_VLFamily, Qwen3VLFamily
+from .hf import (
+    Idefics3Family,
+    InternVLFamily,
+    LlavaOnevisionFamily,
+    Qwen2_5_VLFamily,
+    Qwen3VLFamily,
+    SmolVLMFamily,
+)
 from .own import OwnFamily
 
 FAMILIES: dict[str, type[ModelFamily]] = {
@@ -20,6 +27,8 @@ FAMILIES: dict[str, type[ModelFamily]] = {
     Qwen3VLFamily.name: Qwen3VLFamily,
     InternVLFamily.name: InternVLFamily,
     LlavaOnevisionFamily.name: LlavaOnevisionFamily,
+    Idefics3Family.name: Idefics3Family,
+    SmolVLMFamily.name: SmolVLMFamily,
 }
 
 

@@ -23,6 +23,8 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
     AutoModelForImageTextToText,
     GenerationConfig,
+    Idefics3Config,
+    Idefics3Processor,
     InternVLConfig,
     InternVLProcessor,
     LlavaOnevisionConfig,
@@ -32,8 +34,11 @@ from transformers import (
     Qwen2_5_VLProcessor,
     Qwen3VLConfig,
     Qwen3VLProcessor,
+    SmolVLMConfig,
+    SmolVLMProcessor,
 )
 from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
+from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
 from transformers.models.internvl.video_processing_internvl import InternVLVideoProcessor
 from transformers.models.llava_onevision.image_processing_pil_llava_onevision import (
     LlavaOnevisionImageProcessorPil,
@@ -44,6 +49,8 @@ from transformers.models.llava_onevision.video_processing_llava_onevision import
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
+from transformers.models.smolvlm.image_processing_pil_smolvlm import SmolVLMImageProcessorPil
+from transformers.models.smolvlm.video_processing_smolvlm import SmolVLMVideoProcessor
 
 from mllm.atomic import atomic_directory
 from mllm.family.hf import shipped_template
@@ -68,6 +75,15 @@ INTERNVL_TOKENS = {  # the attributes InternVLProcessor reads (it has no default
 }
 INTERNVL_BOX_TOKENS = ("<ref>", "</ref>", "<box>", "</box>")
 LLAVA_TOKENS = {"image_token": "<image>", "video_token": "<video>"}
+# The Idefics3/SmolVLM processors read these by their literal text; <end_of_utterance> ends
+# each turn (eos); the 36 tile-position tokens must exist (MODEL_FAMILIES.md)
+IDEFICS3_TOKENS = (
+    "<fake_token_around_image>",
+    "<image>",
+    "<end_of_utterance>",
+    "<global-img>",
+    *(f"<row_{row}_col_{col}>" for row in range(1, 7) for col in range(1, 7)),
+)
 
 _COLOURS = ("red", "blue", "green", "white", "black", "yellow", "brown", "grey")
 _OBJECTS = ("dog", "cat", "car", "person", "chair", "table", "bus", "bird", "cup", "tree")
@@ -89,7 +105,12 @@ def corpus() -> list[str]:
     return sentences
 
 
-def build_tokenizer(named_tokens: dict[str, str], extra_tokens: tuple[str, ...] = ()):
+def build_tokenizer(
+    named_tokens: dict[str, str],
+    extra_tokens: tuple[str, ...] = (),
+    *,
+    eos_token: str = "<|im_end|>",
+):
     """A byte-level BPE (vocab ``VOCAB_SIZE``) with ChatML, ``named_tokens`` (each also a named
     attribute, v5 ``extra_special_tokens``) and ``extra_tokens`` as special tokens, ids first."""
     special = [*CHATML_TOKENS, *named_tokens.values(), *extra_tokens]
@@ -105,7 +126,7 @@ def build_tokenizer(named_tokens: dict[str, str], extra_tokens: tuple[str, ...] 
     backend.train_from_iterator(corpus(), trainer)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,
-        eos_token="<|im_end|>",
+        eos_token=eos_token,
         pad_token="<|endoftext|>",
         extra_special_tokens={**named_tokens, **{token: token for token in extra_tokens}},
     )
@@ -116,7 +137,7 @@ def build_tokenizer(named_tokens: dict[str, str], extra_tokens: tuple[str, ...] 
 def _token_ids(tokenizer) -> dict:
     """The ids every text config and generation config carries (P11)."""
     pad = tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    eos = tokenizer.eos_token_id
     return {"bos_token_id": pad, "eos_token_id": eos, "pad_token_id": pad}
 
 
@@ -131,6 +152,14 @@ def _text_config(tokenizer, **rest) -> dict:
         max_position_embeddings=2048,
         **_token_ids(tokenizer),
         **rest,
+    )
+
+
+def _vit_config(**rest) -> dict:
+    """The tiny ViT tower (InternViT, SigLIP) of the families whose vision config takes these
+    keys: 2 layers of width 32."""
+    return dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, **rest
     )
 
 
@@ -231,13 +260,8 @@ def internvl() -> tuple[object, object]:
     image_size, patch_size, downsample = 32, 8, 0.5
     config = InternVLConfig(
         text_config=dict(model_type="qwen2", **_text_config(tokenizer)),
-        vision_config=dict(
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            image_size=[image_size, image_size],
-            patch_size=[patch_size, patch_size],
+        vision_config=_vit_config(
+            image_size=[image_size, image_size], patch_size=[patch_size, patch_size]
         ),
         image_token_id=tokenizer.convert_tokens_to_ids(INTERNVL_TOKENS["context_image_token"]),
         image_seq_length=int((image_size // patch_size) ** 2 * downsample**2),
@@ -267,14 +291,8 @@ def llava_onevision() -> tuple[object, object]:
     pinpoints = [[16, 16], [16, 32], [32, 16], [32, 32]]
     config = LlavaOnevisionConfig(
         text_config=dict(model_type="qwen2", **_text_config(tokenizer)),
-        vision_config=dict(
-            model_type="siglip_vision_model",
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=image_size,
-            patch_size=patch_size,
+        vision_config=_vit_config(
+            model_type="siglip_vision_model", image_size=image_size, patch_size=patch_size
         ),
         image_token_index=tokenizer.convert_tokens_to_ids(LLAVA_TOKENS["image_token"]),
         video_token_index=tokenizer.convert_tokens_to_ids(LLAVA_TOKENS["video_token"]),
@@ -297,6 +315,62 @@ def llava_onevision() -> tuple[object, object]:
     return _model(config), processor
 
 
+def idefics3() -> tuple[object, object]:
+    """(model, processor) of a tiny Idefics3 (no video processor, so no torchvision)."""
+    tokenizer = build_tokenizer({}, ("<|begin_of_text|>", *IDEFICS3_TOKENS), **_IDEFICS3_EOS)
+    config = Idefics3Config(**_idefics3_config(tokenizer))
+    image_processor = Idefics3ImageProcessorPil(**_idefics3_image_sizes(), do_image_splitting=True)
+    processor = Idefics3Processor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        image_seq_len=_IDEFICS3_IMAGE_SEQ_LEN,
+        chat_template=shipped_template("idefics3.jinja"),
+    )
+    return _model(config), processor
+
+
+def smolvlm() -> tuple[object, object]:
+    """(model, processor) of a tiny SmolVLM: Idefics3's architecture and sizes, a ChatML-started
+    template, a video processor (torchvision) and ``num2words`` in its processor."""
+    tokenizer = build_tokenizer({}, IDEFICS3_TOKENS, **_IDEFICS3_EOS)
+    config = SmolVLMConfig(**_idefics3_config(tokenizer))
+    processor = SmolVLMProcessor(
+        image_processor=SmolVLMImageProcessorPil(
+            **_idefics3_image_sizes(), do_image_splitting=True
+        ),
+        tokenizer=tokenizer,
+        video_processor=SmolVLMVideoProcessor(**_idefics3_image_sizes()),
+        image_seq_len=_IDEFICS3_IMAGE_SEQ_LEN,
+        chat_template=shipped_template("smolvlm.jinja"),
+    )
+    return _model(config), processor
+
+
+# Idefics3/SmolVLM: a 2-layer SigLIP on 16-px tiles of 4 × 4 patches, 4 tokens per tile after the
+# scale-2 pixel shuffle; images resized to a longest edge of 32, so at most 2 × 2 tiles plus the
+# global view (P7: the tile is the vision ``image_size``, image_seq_len its token count).
+_IDEFICS3_TILE, _IDEFICS3_PATCH, _IDEFICS3_SCALE = 16, 4, 2
+_IDEFICS3_IMAGE_SEQ_LEN = (_IDEFICS3_TILE // _IDEFICS3_PATCH) ** 2 // _IDEFICS3_SCALE**2
+_IDEFICS3_EOS = {"eos_token": "<end_of_utterance>"}
+
+
+def _idefics3_config(tokenizer) -> dict:
+    return dict(
+        text_config=dict(model_type="llama", **_text_config(tokenizer)),
+        vision_config=_vit_config(image_size=_IDEFICS3_TILE, patch_size=_IDEFICS3_PATCH),
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        scale_factor=_IDEFICS3_SCALE,
+        pad_token_id=tokenizer.pad_token_id,  # deprecated on the top config; text_config's is read
+    )
+
+
+def _idefics3_image_sizes() -> dict:
+    return dict(
+        size={"longest_edge": 2 * _IDEFICS3_TILE},
+        max_image_size={"longest_edge": _IDEFICS3_TILE},
+    )
+
+
 def _model(config):
     """The seeded random model of ``config``, its generation config carrying the token ids."""
     torch.manual_seed(SEED)
@@ -317,6 +391,8 @@ BUILDERS: dict[str, Callable[[], tuple[object, object]]] = {
     "qwen3_vl": qwen3_vl,
     "internvl": internvl,
     "llava_onevision": llava_onevision,
+    "idefics3": idefics3,
+    "smolvlm": smolvlm,
 }
 
 
