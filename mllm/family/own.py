@@ -34,7 +34,6 @@ from mllm.data.preprocess import (
     IGNORE_INDEX,
     ConversationPreprocessor,
     build_generation_inputs,
-    preprocess_conversation,
 )
 from mllm.data.special_tokens import (
     BOX_END,
@@ -122,16 +121,14 @@ class OwnFamily(ModelFamily):
         sample_id: int | str,
         system_prompt: str | None = None,
     ) -> Sample:
-        processor = loaded.processor
-        return preprocess_conversation(
+        # one sample: nothing to remember (preprocess_conversation's max_images=0)
+        build = self.sample_builder(loaded, max_images=0)
+        return build(
             conversations,
             images,
-            processor.tokenizer,
-            processor.image_processor,
-            query_num=processor.query_num,
             max_length=max_length,
             sample_id=sample_id,
-            system_prompt=DEFAULT_SYSTEM_PROMPT if system_prompt is None else system_prompt,
+            system_prompt=system_prompt,
         )
 
     def sample_builder(self, loaded: LoadedModel, *, max_images: int | None) -> SampleBuilder:
