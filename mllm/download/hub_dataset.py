@@ -14,7 +14,7 @@ from huggingface_hub import dataset_info, snapshot_download
 from mllm.atomic import atomic_directory
 from mllm.download.errors import FetchError
 from mllm.download.fetch import local_path
-from mllm.download.model import HUB_REPO_ID, link_tree
+from mllm.download.hub_tree import HUB_REPO_ID, link_tree
 from mllm.hashing import file_sha256
 
 

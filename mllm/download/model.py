@@ -5,23 +5,20 @@ family the config names (``model.family``)."""
 from __future__ import annotations
 
 import logging
-import os
-import re
 import shutil
 from pathlib import Path
 
 from huggingface_hub import model_info, snapshot_download
-from huggingface_hub.utils import filter_repo_objects
 
 from mllm.atomic import atomic_directory, remove_stale_scratch
 from mllm.download.errors import FetchError
 from mllm.download.fetch import local_path, read_fetched_json
+from mllm.download.hub_tree import HUB_REPO_ID, link_tree
 from mllm.family.registry import family_named
 from mllm.workflow.plan import ConfigError
 
 log = logging.getLogger(__name__)
 
-HUB_REPO_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
 SHARD_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 
@@ -99,24 +96,6 @@ def _check_family(name: str, model_type: str | None, source: str) -> None:
             f"config model.family is {name!r} (model_type {', '.join(expected)}), but {source}'s "
             f"config.json has model_type {model_type!r}: name the checkpoint's family"
         )
-
-
-def link_tree(source_dir: Path, target_dir: Path, allow_patterns: str | list[str] | None) -> None:
-    """Mirror the selected files of ``source_dir``, hard-linked where the file system allows: a
-    16 GB checkpoint then costs neither space nor time, and checkpoints are replaced, never edited
-    in place, so sharing inodes is safe."""
-    relative = [
-        path.relative_to(source_dir).as_posix()
-        for path in sorted(source_dir.rglob("*"))
-        if path.is_file()
-    ]
-    for name in filter_repo_objects(relative, allow_patterns=allow_patterns):
-        target = target_dir / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:  # resolved first: a Hub cache snapshot holds symlinks, and Linux links the link itself
-            os.link((source_dir / name).resolve(), target)
-        except OSError:
-            shutil.copy2(source_dir / name, target)
 
 
 def _download_hub_snapshot(
