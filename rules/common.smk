@@ -20,6 +20,7 @@ from snakemake.utils import validate
 REPOSITORY = Path(workflow.current_basedir).parent
 sys.path.insert(0, str(REPOSITORY))  # the library's workflow layer, installed or not
 
+from mllm.runtime import mark_started_jobs
 from mllm.workflow.code_inputs import code_inputs
 from mllm.workflow.deployment import deployment_problem
 from mllm.workflow.image_manifest import ManifestInputs
@@ -36,6 +37,8 @@ from mllm.workflow.world import (
     WORLD_FILES,
     rec_file,
 )
+
+mark_started_jobs()  # they pause the garbage collector while they import
 
 validate(config, schema="../config/schema.yaml")
 # Before any job: a login node without conda under `--sdm conda` says what to do about it.
