@@ -64,6 +64,9 @@ rule chair:
         "results/chair/{stage}/{strategy}.json",
     log:
         "logs/chair/{stage}/{strategy}.log",
+    # Under SLURM it runs beside Snakemake: a second of bookkeeping per decoding, not worth a
+    # queue wait and an allocation each.
+    localrule: True
     conda:
         "../envs/mllm.yaml"
     threads: 1

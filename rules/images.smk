@@ -14,6 +14,9 @@ rule index_images:
         "logs/index_images/{images}.log",
     wildcard_constraints:
         images="|".join(map(re.escape, WORLD_IMAGES.folders)) or "no-image-folder",
+    # Under SLURM it runs beside Snakemake: hashing a folder (COCO val2014: ~6 GB, seconds) needs
+    # no allocation, and every model job waits for it.
+    localrule: True
     conda:
         "../envs/mllm.yaml"
     threads: 1
