@@ -68,6 +68,7 @@ def process_group() -> Iterator[None]:
     dist.init_process_group("gloo")
     try:
         yield
+        dist.barrier()  # no rank closes its connections while a peer may still be using them
     finally:
         dist.destroy_process_group()
 

@@ -119,7 +119,7 @@ def test_zero3_training_saves_the_whole_model_of_an_unsharded_run(tmp_path):
 
 
 FSDP2_SAVE = """
-import sys, types, torch, torch.distributed as dist
+import gc, os, sys, types, torch, torch.distributed as dist
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
 from mllm.family.registry import load_model
@@ -152,8 +152,19 @@ trainer = types.SimpleNamespace(
     accelerator=types.SimpleNamespace(wait_for_everyone=dist.barrier),
 )
 save_whole_model(trainer, model, loaded, out, lora)
-print(f"rank {dist.get_rank()} local {local}")
+print(f"rank {dist.get_rank()} local {local}", flush=True)
+# Teardown in step. The mesh and FSDP2's state (reference cycles through the hooks) hold the gloo
+# group, so destroy_process_group alone leaves it alive until interpreter finalization, where
+# its worker threads can abort the process ("terminate called without an active exception",
+# seen in CI after a good save; pytorch/pytorch#179291). So: drop and collect what holds
+# the group, let no rank close its connections while the other may still use them, destroy it,
+# and end without the finalization this test does not check.
+del trainer, model, loaded, layers, mesh
+gc.collect()
+dist.barrier()
 dist.destroy_process_group()
+sys.stdout.flush()
+os._exit(0)
 """
 
 
