@@ -43,9 +43,10 @@ def test_generation_with_the_in_place_cache_has_the_bits_of_dynamic_cache(model,
         assert torch.equal(ours, theirs), step
 
 
-def test_in_place_layer_follows_dynamic_layer_through_growth_crop_select_and_reorder():
-    generator = torch.Generator().manual_seed(0)
-    ours, theirs = InPlaceLayer(), DynamicLayer()
+def lockstep(ours: InPlaceLayer, theirs: DynamicLayer, seed: int):
+    """A step function feeding both layers the same random keys and values [batch, 2, length, 8]
+    and checking that they hand attention the same tensors."""
+    generator = torch.Generator().manual_seed(seed)
 
     def step(length: int, batch: int = 4) -> None:
         keys, values = (torch.randn(batch, 2, length, 8, generator=generator) for _ in range(2))
@@ -53,6 +54,13 @@ def test_in_place_layer_follows_dynamic_layer_through_growth_crop_select_and_reo
             ours.update(keys, values), theirs.update(keys, values), strict=True
         ):
             assert torch.equal(got, expected)
+
+    return step
+
+
+def test_in_place_layer_follows_dynamic_layer_through_growth_crop_select_and_reorder():
+    ours, theirs = InPlaceLayer(), DynamicLayer()
+    step = lockstep(ours, theirs, seed=0)
 
     step(10)  # prefill
     for _ in range(SPARE_POSITIONS + 5):  # decoding steps, growing the buffer once
@@ -68,3 +76,19 @@ def test_in_place_layer_follows_dynamic_layer_through_growth_crop_select_and_reo
     )
     step(1, batch=2)
     assert ours.get_seq_length() == theirs.get_seq_length() == 10 + SPARE_POSITIONS + 5 - 3 + 6
+
+
+def test_a_reorder_after_a_repeat_leaves_the_shared_prompt_and_still_follows_dynamic_layer():
+    ours, theirs = InPlaceLayer(), DynamicLayer()
+    step = lockstep(ours, theirs, seed=1)
+
+    step(7, batch=2)  # two prompts, prefilled once
+    ours.batch_repeat_interleave(3), theirs.batch_repeat_interleave(3)  # 3 beams each
+    step(1, batch=6)
+    assert ours.shared_length == 7
+    # Within groups (beam search's own), then across them (the shared prompt is then unknown),
+    # then within groups again: every step the same keys and values as DynamicLayer's.
+    for order in ([1, 1, 0, 5, 3, 3], [2, 0, 1, 4, 5, 3], [3, 4, 5, 0, 1, 2], [0, 0, 0, 4, 4, 4]):
+        ours.reorder_cache(torch.tensor(order)), theirs.reorder_cache(torch.tensor(order))
+        step(1, batch=6)
+    assert ours.shared_length == 0

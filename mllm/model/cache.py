@@ -4,8 +4,8 @@ HF's ``DynamicLayer`` appends with ``torch.cat``, copying the whole cache of eve
 step: work that grows with batch × length and is a good part of a batched step on a CPU. This
 layer keeps a buffer with room to spare and hands attention a view of its filled part; the
 values, and so every score, are the same bits as with ``DynamicLayer``. Beam search's per-step
-reorder copies only the rows whose beam changed parent, in place (``DynamicLayer`` gathers every
-row, then concatenates).
+reorder leaves each prompt's repeated positions alone and gathers only the generated ones, in
+place (``DynamicLayer`` gathers every row and position, then concatenates).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ class InPlaceLayer(DynamicLayer):
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         super().lazy_initialization(key_states, value_states)
         self.key_buffer = self.value_buffer = None  # [B, Hkv, capacity, D]
+        self.shared_length, self.group_size = 0, 1  # positions equal within groups of rows
 
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
@@ -43,9 +44,17 @@ class InPlaceLayer(DynamicLayer):
         self.values = self.value_buffer[:, :, :total]
         return self.keys, self.values
 
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        """Each row ``repeats`` times side by side (``prefill_each_prompt_once``): the filled
+        positions are then the same within each group of ``repeats`` rows, which beam search
+        never reorders across."""
+        super().batch_repeat_interleave(repeats)
+        self.shared_length, self.group_size = self.get_seq_length(), repeats
+
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-        """Beam search: copy into place only the rows whose beam changed parent (a beam that
-        extends itself keeps its row), and only their filled positions."""
+        """Beam search: gather the rows by parent beam, in place, from the first position that
+        may differ within a group of beams (``batch_repeat_interleave``): the repeated prompt is
+        left where it is, so a step copies only what was generated since."""
         if (
             self.get_seq_length() == 0
             or not self._keys_are_buffer_views()
@@ -55,12 +64,12 @@ class InPlaceLayer(DynamicLayer):
             return
         length = self.keys.shape[-2]
         beam_idx = beam_idx.to(self.key_buffer.device)
-        moved = (beam_idx != torch.arange(len(beam_idx), device=beam_idx.device)).nonzero()[:, 0]
-        if not len(moved):
-            return
-        parents = beam_idx[moved]
+        rows = torch.arange(len(beam_idx), device=beam_idx.device)
+        if not bool((beam_idx // self.group_size == rows // self.group_size).all()):
+            self.shared_length = 0  # rows came from other groups: nothing is known to be shared
+        start = min(self.shared_length, length)
         for buffer in (self.key_buffer, self.value_buffer):
-            buffer[moved, :, :length] = buffer[parents, :, :length]  # the right side is a copy
+            buffer[:, :, start:length] = buffer[:, :, start:length].index_select(0, beam_idx)
 
     def _keys_are_buffer_views(self) -> bool:
         """Whether ``keys`` is still a prefix of ``key_buffer`` (HF's ``crop`` keeps it one)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
+from transformers.cache_utils import Cache
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from .cache import in_place_cache
@@ -202,13 +203,23 @@ class MLLMModel(MLLMPreTrainedModel):
         tokens, so a padded row would go unpenalised for as many steps as it has pads. Ours
         penalises every generated token, as the exercise's ``chat()`` does for one unpadded sample.
 
-        The KV cache is written in place (``in_place_cache``): same values, no per-step copy. For
+        The KV cache is written in place (``in_place_cache``): same values, no per-step copy. Beam
+        search (and several returned sequences) prefill each prompt once, not once per beam
+        (``prefill_each_prompt_once``). For
         sampling, top-k and top-p run as one warper that skips HF's sort of the whole vocabulary
         (``mllm.model.sampling``): same bits.
         """
         inputs_embeds = self.get_vllm_embedding(input_ids, pixel_values, tgt_sizes, image_bound)
         generation_kwargs.setdefault("pad_token_id", self.config.pad_token_id)
         generation_kwargs.setdefault("cache", in_place_cache())
+        defaults = self.llm.generation_config
+        copies = max(
+            generation_kwargs.get("num_beams") or defaults.num_beams or 1,
+            generation_kwargs.get("num_return_sequences") or defaults.num_return_sequences or 1,
+        )
+        cache = generation_kwargs["cache"]
+        if copies > 1 and inputs_embeds.shape[1] > 1 and cache.get_seq_length() == 0:
+            prefill_each_prompt_once(self.llm, inputs_embeds, attention_mask, cache, copies)
         if self.config.eos_token_id is not None:
             generation_kwargs.setdefault("eos_token_id", self.config.eos_token_id)
         penalty = generation_kwargs.get(
@@ -227,3 +238,30 @@ class MLLMModel(MLLMPreTrainedModel):
         return self.llm.generate(
             inputs_embeds=inputs_embeds, attention_mask=attention_mask, **generation_kwargs
         )
+
+
+def prefill_each_prompt_once(
+    llm: LLMForCausalLM,
+    inputs_embeds: torch.Tensor,
+    attention_mask: torch.Tensor,
+    cache: Cache,
+    copies: int,
+) -> None:
+    """Fill ``cache`` with every prompt position but the last, computed once per prompt and
+    repeated ``copies`` times (HF's row order: each prompt's copies side by side).
+
+    HF's ``generate`` repeats each prompt once per beam before its prefill: ``copies`` times the
+    work for identical rows, the largest single step of a beam search. Given a filled cache it
+    runs only the uncached (last) position, on every copy. Positions follow the attention mask
+    as HF's own do (left padding: count of real tokens before, 0 at pads).
+    """
+    prompt = attention_mask[:, :-1]  # [B, L-1]
+    positions = (prompt.long().cumsum(-1) - 1).masked_fill(prompt == 0, 0)  # [B, L-1]
+    llm.model(
+        inputs_embeds=inputs_embeds[:, :-1],
+        attention_mask=prompt,
+        position_ids=positions,
+        cache=cache,
+        use_cache=True,
+    )
+    cache.batch_repeat_interleave(copies)
