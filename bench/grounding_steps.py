@@ -22,7 +22,7 @@ import torch
 import yaml
 
 from mllm.data.grounding import read_referents
-from mllm.eval.grounding import GroundingEvalSettings, evaluate_grounding
+from mllm.eval.grounding import GroundingEvalSettings, GroundingSplit, evaluate_grounding
 from mllm.family.registry import load_model
 from mllm.records import read_json_records
 from mllm.train.datasets import SupervisedDataset
@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--settings", default="{}", help="JSON updating grounding.training")
     parser.add_argument("--splits", nargs="+", default=list(SPLITS))
+    parser.add_argument("--eval-only", action="store_true", help="score --out's trained model")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -69,29 +70,36 @@ def main() -> None:
     settings = {**config["training"], "save_steps": 0, "eval_steps": 0}
     settings.update(json.loads(args.settings))
     start = time.perf_counter()
-    train_sft(
-        start_model_dir=args.base,
-        train_file=args.data / "train.json",
-        image_folder=args.world,
-        settings=TrainSettings.from_dict(settings, where="--settings"),
-        model_dir=args.out / "model",
-        checkpoint_dir=args.out / "checkpoints",
-        state_path=args.out / "trainer_state.json",
-        metrics_path=args.out / "metrics.json",
-    )
+    if not args.eval_only:
+        train_sft(
+            start_model_dir=args.base,
+            train_file=args.data / "train.json",
+            image_folder=args.world,
+            settings=TrainSettings.from_dict(settings, where="--settings"),
+            model_dir=args.out / "model",
+            checkpoint_dir=args.out / "checkpoints",
+            state_path=args.out / "trainer_state.json",
+            metrics_path=args.out / "metrics.json",
+        )
     result = {"settings": settings, "train_seconds": round(time.perf_counter() - start, 1)}
     loaded = load_model(args.out / "model")
     eval_settings = GroundingEvalSettings.from_dict(config["eval"], where="grounding.eval")
-    for name in args.splits:
-        metrics = evaluate_grounding(
-            loaded,
-            read_referents(args.world / "grounding" / f"{name}.jsonl", image_folder=args.world),
-            image_folder=args.world,
-            settings=eval_settings,
+    splits = [
+        GroundingSplit(
             labels={"split": name},
+            referents=read_referents(
+                args.world / "grounding" / f"{name}.jsonl", image_folder=args.world
+            ),
             metrics_path=args.out / f"{name}.json",
             items_path=args.out / f"{name}.jsonl",
         )
+        for name in args.splits
+    ]
+    for name, metrics in zip(
+        args.splits,
+        evaluate_grounding(loaded, splits, image_folder=args.world, settings=eval_settings),
+        strict=True,
+    ):
         result[name] = {
             "acc_at_0_5": metrics["acc_at_0_5"],
             "parse_failures": metrics["parse_failures"],
