@@ -6,7 +6,8 @@ import pytest
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
-from mllm.model.cache import SPARE_POSITIONS, InPlaceLayer
+from mllm.model import cache as cache_module
+from mllm.model.cache import SPARE_POSITIONS, InPlaceLayer, in_place_cache
 from tests.test_model import prompt_batch
 
 NEW_TOKENS = SPARE_POSITIONS + 16  # past the first buffer: the cache must grow once
@@ -92,3 +93,50 @@ def test_a_reorder_after_a_repeat_leaves_the_shared_prompt_and_still_follows_dyn
         ours.reorder_cache(torch.tensor(order)), theirs.reorder_cache(torch.tensor(order))
         step(1, batch=6)
     assert ours.shared_length == 0
+
+
+def test_a_crop_or_a_row_selection_after_a_repeat_still_follows_dynamic_layer():
+    """What is generated again past a crop into the shared prompt differs between beams, and a
+    row selection breaks the groups: later reorders must gather those positions too."""
+    for change in ("crop", "select"):
+        ours, theirs = InPlaceLayer(), DynamicLayer()
+        step = lockstep(ours, theirs, seed=2)
+        step(7, batch=2)
+        ours.batch_repeat_interleave(3), theirs.batch_repeat_interleave(3)
+        batch = 6
+        if change == "crop":
+            ours.crop(-3), theirs.crop(-3)  # into the shared prompt
+            assert ours.shared_length == 4
+        else:
+            rows = torch.tensor([0, 1, 3, 4])
+            ours.batch_select_indices(rows), theirs.batch_select_indices(rows)
+            batch = 4
+            assert ours.shared_length == 0
+        step(2, batch=batch)
+        order = torch.tensor([1, 1, 0, 5, 3, 3][:batch]).clamp(max=batch - 1)
+        ours.reorder_cache(order), theirs.reorder_cache(order)
+        step(1, batch=batch)
+
+
+def test_the_cache_decides_once_per_step_whether_beams_stayed_in_their_groups(monkeypatch):
+    """One device-to-host sync per beam-search step, not one per layer."""
+    calls = []
+    real = cache_module.stays_within_groups
+    monkeypatch.setattr(
+        cache_module, "stays_within_groups", lambda *args: calls.append(args) or real(*args)
+    )
+    cache = in_place_cache()
+    generator = torch.Generator().manual_seed(3)
+    for layer_idx in range(4):
+        keys, values = (torch.randn(2, 2, 7, 8, generator=generator) for _ in range(2))
+        cache.update(keys, values, layer_idx)
+    cache.batch_repeat_interleave(3)
+    for layer_idx in range(4):  # HF's generate then runs the prompt's last position
+        keys, values = (torch.randn(6, 2, 1, 8, generator=generator) for _ in range(2))
+        cache.update(keys, values, layer_idx)
+    cache.reorder_cache(torch.tensor([1, 1, 0, 5, 3, 3]))
+    assert len(calls) == 1
+    assert all(layer.shared_length == 7 for layer in cache.layers)
+    cache.reorder_cache(torch.tensor([3, 4, 5, 0, 1, 2]))  # across the groups
+    assert len(calls) == 2
+    assert all(layer.shared_length == 0 for layer in cache.layers)

@@ -23,10 +23,12 @@ class InPlaceLayer(DynamicLayer):
     tensor; the next ``update`` then copies it into a new buffer, so they stay correct.
     """
 
+    shared_length, group_size = 0, 1  # positions [:shared_length] equal within groups of rows
+
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         super().lazy_initialization(key_states, value_states)
         self.key_buffer = self.value_buffer = None  # [B, Hkv, capacity, D]
-        self.shared_length, self.group_size = 0, 1  # positions equal within groups of rows
+        self.shared_length, self.group_size = 0, 1
 
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
@@ -51,22 +53,40 @@ class InPlaceLayer(DynamicLayer):
         super().batch_repeat_interleave(repeats)
         self.shared_length, self.group_size = self.get_seq_length(), repeats
 
-    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+    def crop(self, tokens_to_remove: int) -> None:
+        """HF's crop; what is regenerated past the cut differs between beams."""
+        super().crop(tokens_to_remove)
+        self.shared_length = min(self.shared_length, self.get_seq_length())
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        """HF's row selection; the rows kept no longer form groups."""
+        super().batch_select_indices(indices)
+        self.shared_length = 0
+
+    def reorder_cache(self, beam_idx: torch.LongTensor, within_groups: bool | None = None) -> None:
         """Beam search: gather the rows by parent beam, in place, from the first position that
         may differ within a group of beams (``batch_repeat_interleave``): the repeated prompt is
-        left where it is, so a step copies only what was generated since."""
+        left where it is, so a step copies only what was generated since.
+
+        ``within_groups``: whether every row's parent is in its own group of ``group_size``
+        rows, if the caller knows (``InPlaceCache`` decides it once per step for all layers:
+        on a GPU each decision is a device-to-host sync); checked here otherwise.
+        """
         if (
             self.get_seq_length() == 0
             or not self._keys_are_buffer_views()
             or len(beam_idx) != self.keys.shape[0]
         ):
+            self.shared_length = 0  # HF's full gather: nothing is known to be shared after it
             super().reorder_cache(beam_idx)
             return
         length = self.keys.shape[-2]
         beam_idx = beam_idx.to(self.key_buffer.device)
-        rows = torch.arange(len(beam_idx), device=beam_idx.device)
-        if not bool((beam_idx // self.group_size == rows // self.group_size).all()):
-            self.shared_length = 0  # rows came from other groups: nothing is known to be shared
+        if self.shared_length:
+            if within_groups is None:
+                within_groups = stays_within_groups(beam_idx, self.group_size)
+            if not within_groups:
+                self.shared_length = 0  # rows came from other groups: nothing is known shared
         start = min(self.shared_length, length)
         for buffer in (self.key_buffer, self.value_buffer):
             buffer[:, :, start:length] = buffer[:, :, start:length].index_select(0, beam_idx)
@@ -93,6 +113,34 @@ class InPlaceLayer(DynamicLayer):
         return buffer
 
 
+def stays_within_groups(beam_idx: torch.LongTensor, group_size: int) -> bool:
+    """Whether each row's parent ``beam_idx[row]`` lies in the row's own group of ``group_size``
+    consecutive rows (one device-to-host sync)."""
+    rows = torch.arange(len(beam_idx), device=beam_idx.device)
+    return bool((beam_idx // group_size == rows // group_size).all())
+
+
+class InPlaceCache(Cache):
+    """A cache of :class:`InPlaceLayer` whose beam reorder decides once per step, not once per
+    layer, whether the beams stayed within their prompts' groups: every layer was repeated
+    alike, so one answer holds for all of them."""
+
+    def __init__(self) -> None:
+        super().__init__(layer_class_to_replicate=InPlaceLayer)
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        decided: dict[int, bool] = {}  # group size -> within groups
+        for layer in self.layers:
+            if not isinstance(layer, InPlaceLayer) or not layer.shared_length:
+                layer.reorder_cache(beam_idx)
+                continue
+            if layer.group_size not in decided:
+                decided[layer.group_size] = stays_within_groups(
+                    beam_idx.to(layer.keys.device), layer.group_size
+                )
+            layer.reorder_cache(beam_idx, within_groups=decided[layer.group_size])
+
+
 def in_place_cache() -> Cache:
-    """An empty cache of :class:`InPlaceLayer` for ``generate(cache=...)``."""
-    return Cache(layer_class_to_replicate=InPlaceLayer)
+    """An empty :class:`InPlaceCache` for ``generate(cache=...)``."""
+    return InPlaceCache()
