@@ -557,6 +557,14 @@ class LlavaOnevisionFamily(HFFamily):
         )
 
 
+# Image-region tokens the Idefics3/SmolVLM processors write as literal text, so a checkpoint's
+# tokenizer must hold them: each tile's position (up to 6 × 6 tiles) and the global view's tag.
+IDEFICS3_LITERAL_IMAGE_TOKENS = (
+    "<global-img>",
+    *(f"<row_{row}_col_{col}>" for row in range(1, 7) for col in range(1, 7)),
+)
+
+
 class Idefics3Family(GridBoxFamily):
     """Idefics3: a SigLIP tower (``model.vision_model``), a pixel-shuffle connector and a Llama
     LM at ``model.text_model``. An image is resized to a longest edge of ``size``, split into
@@ -581,8 +589,7 @@ class Idefics3Family(GridBoxFamily):
         """The image tokens, the tile delimiters, the 36 tile-position tokens and <global-img>
         (the processor writes the last two by their literal text)."""
         processor = loaded.processor
-        tokens = [processor.image_token, processor.fake_image_token, "<global-img>"]
-        tokens += [f"<row_{row}_col_{col}>" for row in range(1, 7) for col in range(1, 7)]
+        tokens = [processor.image_token, processor.fake_image_token, *IDEFICS3_LITERAL_IMAGE_TOKENS]
         return set(processor.tokenizer.convert_tokens_to_ids(tokens))
 
     def pixel_limit_settings(

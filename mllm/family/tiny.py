@@ -53,7 +53,7 @@ from transformers.models.smolvlm.image_processing_pil_smolvlm import SmolVLMImag
 from transformers.models.smolvlm.video_processing_smolvlm import SmolVLMVideoProcessor
 
 from mllm.atomic import atomic_directory
-from mllm.family.hf import shipped_template
+from mllm.family.hf import IDEFICS3_LITERAL_IMAGE_TOKENS, shipped_template
 
 VOCAB_SIZE = 640
 SEED = 0
@@ -81,8 +81,7 @@ IDEFICS3_TOKENS = (
     "<fake_token_around_image>",
     "<image>",
     "<end_of_utterance>",
-    "<global-img>",
-    *(f"<row_{row}_col_{col}>" for row in range(1, 7) for col in range(1, 7)),
+    *IDEFICS3_LITERAL_IMAGE_TOKENS,
 )
 
 _COLOURS = ("red", "blue", "green", "white", "black", "yellow", "brown", "grey")

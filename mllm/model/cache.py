@@ -28,7 +28,6 @@ class InPlaceLayer(DynamicLayer):
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         super().lazy_initialization(key_states, value_states)
         self.key_buffer = self.value_buffer = None  # [B, Hkv, capacity, D]
-        self.shared_length, self.group_size = 0, 1
 
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
